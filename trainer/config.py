@@ -1,0 +1,232 @@
+"""Every training setting in one config object, with its default and the reason for it.
+
+Importable without torch: the job contract (service side) reuses these models. Units: sizes are
+pixels at the model's input size unless a name says otherwise; steps are optimizer steps.
+
+The paper (Zhong et al., WACV 2020) does not give the temperature T, the clustering weight lambda,
+the warm-up length, the distance used by the soft assignment, or where the shift-free batch norm
+sits. Those defaults are ours, chosen by the measurements in `bench/` (see README, "Defaults").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors, so a typo in a YAML file or a --set is never silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ShapeComponent(_Section):
+    """One component of the synthetic box-shape mixture: a box shape and its share of objects."""
+
+    w: float = Field(gt=1, description="mean width, pixels at the input size")
+    h: float = Field(gt=1, description="mean height, pixels at the input size")
+    weight: float = Field(default=1.0, gt=0, description="relative frequency of this shape")
+
+
+def _default_shapes() -> list[ShapeComponent]:
+    # Five well-separated shapes on a 128 px input: small square, tall, wide, medium, large.
+    # Separated by >= 0.5 in log space so "recovered" has an unambiguous meaning.
+    return [
+        ShapeComponent(w=12, h=12),
+        ShapeComponent(w=16, h=40),
+        ShapeComponent(w=42, h=18),
+        ShapeComponent(w=36, h=36),
+        ShapeComponent(w=72, h=56),
+    ]
+
+
+class DataConfig(_Section):
+    kind: Literal["synthetic"] = "synthetic"  # real formats come with the datasets issue
+    num_train: int = Field(default=2000, ge=1)  # images rendered for training
+    num_val: int = Field(default=200, ge=1)  # images rendered for evaluation (a different seed)
+    num_classes: int = Field(default=3, ge=1, le=3)  # synthetic classes: rectangle, ellipse, cross
+    max_objects: int = Field(default=4, ge=0)  # objects per image are uniform in [min, max]
+    min_objects: int = Field(default=1, ge=0)
+    shapes: list[ShapeComponent] = Field(default_factory=_default_shapes, min_length=1)
+    shape_jitter: float = Field(default=0.08, ge=0, le=1)  # std of log w and log h around a shape
+    hflip: bool = True  # random horizontal flip during training (shape-preserving)
+
+    @model_validator(mode="after")
+    def _check_counts(self) -> DataConfig:
+        if self.min_objects > self.max_objects:
+            raise ValueError("data.min_objects must be <= data.max_objects")
+        return self
+
+
+class ModelConfig(_Section):
+    # `tiny` is a small fast backbone (stride 16) for CPUs and tests; `darknet19` is the paper's
+    # YOLOv2 backbone with the passthrough layer (stride 32), meant for GPUs.
+    backbone: Literal["tiny", "darknet19"] = "tiny"
+    image_size: int = Field(default=128, ge=32, le=2048)  # square input; a multiple of the stride
+    width: float = Field(default=1.0, gt=0, le=4)  # channel multiplier for `tiny`
+
+
+class AnchorConfig(_Section):
+    num: int = Field(default=5, ge=1, le=32)  # A, anchors per cell (YOLOv2 uses 5)
+    # identical: all A equal to `size`; uniform: spread evenly in log w-h over the data's range;
+    # kmeans: YOLOv2's IoU k-means on the training boxes; list: `values` as given.
+    init: Literal["identical", "uniform", "kmeans", "list"] = "kmeans"
+    size: float | None = Field(default=None, gt=0)  # identical init; None = the boxes' geometric mean
+    values: list[tuple[float, float]] | None = None  # (w, h) pixels at the input size, for init=list
+    learn: bool = True  # False freezes the anchors: the baseline detector
+    lr: float = Field(default=0.02, gt=0)  # own learning rate (log-space units per step under Adam)
+    seed: int = 0  # k-means initialisation
+
+    @model_validator(mode="after")
+    def _check_values(self) -> AnchorConfig:
+        if self.init == "list":
+            if not self.values:
+                raise ValueError("anchors.values must list (w, h) pairs when anchors.init is 'list'")
+            if len(self.values) != self.num:
+                raise ValueError(f"anchors.values has {len(self.values)} pairs but anchors.num is {self.num}")
+            if any(w <= 0 or h <= 0 for w, h in self.values):
+                raise ValueError("anchors.values must be positive (w, h) pairs in pixels")
+        return self
+
+
+class SoftAssignConfig(_Section):
+    """Trick 1 (eq. 10): during warm-up a box is shared by all anchors of its cell."""
+
+    enabled: bool = True
+    # T. With dist=iou the distances lie in [0, 1]; 0.1 lets a 0.1 better IoU count e times more.
+    temperature: float = Field(default=0.1, gt=0)
+    # iou: 1 - shape IoU, so T -> 0 is exactly YOLOv2's hard assignment; log_l2: squared distance
+    # in log w-h space, the clustering term's own metric.
+    dist: Literal["iou", "log_l2"] = "iou"
+
+
+class ClusteringConfig(_Section):
+    """Trick 2 (eq. 11-12): online k-means in log space, added to the loss during warm-up."""
+
+    enabled: bool = True
+    weight: float = Field(default=1.0, ge=0)  # lambda
+
+
+class TricksConfig(_Section):
+    warmup_steps: int = Field(default=150, ge=0)  # both warm-up tricks are on for these first steps
+    soft_assign: SoftAssignConfig = Field(default_factory=SoftAssignConfig)
+    clustering: ClusteringConfig = Field(default_factory=ClusteringConfig)
+    # Trick 3: batch norm with a scale but no learned shift on the predicted dw, dh, so their mean
+    # stays at zero and the anchors must carry the mean size.
+    bn_no_shift: bool = True
+
+    def all_off(self) -> TricksConfig:
+        return self.model_copy(
+            update={
+                "soft_assign": self.soft_assign.model_copy(update={"enabled": False}),
+                "clustering": self.clustering.model_copy(update={"enabled": False}),
+                "bn_no_shift": False,
+            }
+        )
+
+
+class LossConfig(_Section):
+    # YOLOv2's weights: objectness of positives 5, of background 1 (here 1 and 0.5 with BCE), box 1.
+    obj: float = Field(default=1.0, ge=0)
+    noobj: float = Field(default=0.5, ge=0)
+    xy: float = Field(default=1.0, ge=0)
+    wh: float = Field(default=1.0, ge=0)
+    cls: float = Field(default=1.0, ge=0)
+    ignore_iou: float = Field(default=0.6, ge=0, le=1)  # background predictions over this IoU are ignored
+
+
+class OptimConfig(_Section):
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # AdamW trains the tiny model fastest on CPU
+    lr: float = Field(default=2e-3, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)  # SGD momentum / Adam beta1
+    weight_decay: float = Field(default=5e-4, ge=0)  # conv weights only; never anchors, BN or biases
+    batch_size: int = Field(default=32, ge=1)
+    epochs: int = Field(default=10, ge=1)
+    lr_warmup_steps: int = Field(default=50, ge=0)  # linear ramp of the network's lr, then cosine
+    grad_clip: float = Field(default=10.0, gt=0)
+
+
+class EvalConfig(_Section):
+    every_epochs: int = Field(default=1, ge=0)  # 0 = only at the end
+    conf_threshold: float = Field(default=0.01, ge=0, le=1)
+    nms_iou: float = Field(default=0.45, gt=0, le=1)
+    max_detections: int = Field(default=100, ge=1)
+
+
+class OutputConfig(_Section):
+    snapshot_every: int = Field(default=25, ge=1)  # anchor snapshot every N steps (and at epoch ends)
+    checkpoint_every_epochs: int = Field(default=1, ge=1)
+
+
+class TrainConfig(_Section):
+    """The whole run. `TrainConfig()` is a valid, complete configuration."""
+
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    anchors: AnchorConfig = Field(default_factory=AnchorConfig)
+    tricks: TricksConfig = Field(default_factory=TricksConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _check_stride(self) -> TrainConfig:
+        stride = 32 if self.model.backbone == "darknet19" else 16
+        if self.model.image_size % stride:
+            raise ValueError(
+                f"model.image_size={self.model.image_size} must be a multiple of the "
+                f"{self.model.backbone} stride ({stride})"
+            )
+        return self
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a", "b", "c"], value parsed as YAML, so 3, 0.1, true, [1, 2] work)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set {item!r}: expected key=value, e.g. anchors.init=identical")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Returns a copy of `data` with each dotted `key=value` set (validation happens afterwards)."""
+    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for item in overrides:
+        path, value = parse_override(item)
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"--set {item!r}: {part!r} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Reads a YAML config (or the defaults), applies `--set` overrides, validates the result.
+
+    Raises ValueError naming the file and the offending field.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: the top level must be a mapping of sections")
+        data = loaded or {}
+    data = apply_overrides(data, overrides or [])
+    try:
+        return TrainConfig.model_validate(data)
+    except Exception as exc:  # pydantic.ValidationError: names every bad field with its path
+        where = f"{path}" if path is not None else "config"
+        raise ValueError(f"{where}: invalid configuration:\n{exc}") from None

@@ -1,0 +1,2 @@
+"""Datasets and batching. Every dataset yields (uint8 image [3, S, S], float32 [k, 5] labels) where a
+label row is (class id, x1, y1, x2, y2) in pixels at the model's input size."""

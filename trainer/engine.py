@@ -1,0 +1,250 @@
+"""The training engine: build a run's state, take one step, save and restore it exactly.
+
+A run's whole state is `TrainState`: model (anchors included), optimizer, scheduler, and the global
+step. Everything else is derived from the step: the epoch and the position in it, whether the
+anchor warm-up is on, the data order (a permutation seeded by (seed, epoch)), and the flips of each
+batch (seeded by (seed, step)). So a checkpoint is exact: restored, a run continues bit for bit as
+if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Sampler
+
+from trainer.anchors import initial_anchors
+from trainer.config import TrainConfig
+from trainer.data.batching import collate, hflip
+from trainer.decode import postprocess
+from trainer.evaluate import coco_eval
+from trainer.loss import yolo_loss
+from trainer.model import Detector
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainState:
+    cfg: TrainConfig
+    model: Detector
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    init_anchors: Tensor  # [A, 2] px, where the anchors started
+    steps_per_epoch: int
+    step: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.optim.epochs
+
+    @property
+    def epoch(self) -> int:
+        return self.step // self.steps_per_epoch
+
+    @property
+    def in_warmup(self) -> bool:
+        return self.step < self.cfg.tricks.warmup_steps
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.total_steps
+
+
+def parameter_groups(model: Detector, cfg: TrainConfig) -> list[dict]:
+    """Conv/linear weights decay; norms, biases and the shift-free BN scale do not; anchors get
+    their own group (own lr, no decay) and are never caught by the blanket rule."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p is model.anchors.log_wh or not p.requires_grad:
+            continue
+        (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.optim.weight_decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+    ]
+    if model.anchors.learn:
+        groups.append(model.anchors.param_group(cfg.anchors.lr))
+    return groups
+
+
+def build_optimizer(model: Detector, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, cfg)
+    if cfg.optim.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.momentum, 0.999))
+
+
+def lr_factors(cfg: TrainConfig, total_steps: int, groups: list[dict]) -> list:
+    """Per group: the network ramps up linearly for `lr_warmup_steps`, then follows a cosine to 5 %;
+    the anchors skip the ramp (the warm-up tricks need them moving from step 0) but share the cosine."""
+    ramp = cfg.optim.lr_warmup_steps
+
+    def cosine(step: int) -> float:
+        t = min(step / max(total_steps, 1), 1.0)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+
+    def network(step: int) -> float:
+        return cosine(step) * (min(1.0, (step + 1) / ramp) if ramp else 1.0)
+
+    return [cosine if g.get("name") == "anchors" else network for g in groups]
+
+
+def build_state(cfg: TrainConfig, train_boxes_wh: Tensor, num_train: int) -> TrainState:
+    """A fresh run: anchors initialised from the training boxes, network seeded by `cfg.seed`."""
+    if num_train < cfg.optim.batch_size:
+        raise ValueError(
+            f"optim.batch_size={cfg.optim.batch_size} is larger than the training set ({num_train} images)"
+        )
+    init = initial_anchors(cfg.anchors, train_boxes_wh)
+    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
+        torch.manual_seed(cfg.seed)
+        model = Detector(cfg, init)
+    optimizer = build_optimizer(model, cfg)
+    steps_per_epoch = num_train // cfg.optim.batch_size  # drop_last: every step sees a full batch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factors(cfg, steps_per_epoch * cfg.optim.epochs, optimizer.param_groups)
+    )
+    return TrainState(cfg, model, optimizer, scheduler, init.clone(), steps_per_epoch)
+
+
+class EpochSampler(Sampler[int]):
+    """Indices in a permutation seeded by (seed, epoch), starting at `start` (to resume mid-epoch)."""
+
+    def __init__(self, size: int, seed: int, epoch: int = 0, start: int = 0):
+        self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=gen)[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+def epoch_batches(state: TrainState, dataset) -> DataLoader:
+    """The remaining batches of the state's current epoch, in their fixed order."""
+    bs = state.cfg.optim.batch_size
+    start = (state.step % state.steps_per_epoch) * bs
+    sampler = EpochSampler(len(dataset), state.cfg.seed, state.epoch, start)
+    return DataLoader(dataset, batch_size=bs, sampler=sampler, collate_fn=collate, drop_last=True)
+
+
+def train_step(state: TrainState, images: Tensor, targets: Tensor) -> tuple[dict[str, float], dict]:
+    """One optimizer step on a batch. images uint8 [B, 3, S, S]; targets [M, 6] px.
+
+    Returns (loss terms as floats, statistics such as per-anchor assignment counts).
+    """
+    cfg, model = state.cfg, state.model
+    model.train()
+    if cfg.data.hflip:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.step)
+        images, targets = hflip(images, targets, torch.rand(len(images), generator=gen) < 0.5)
+    warm = state.in_warmup
+    soft = cfg.tricks.soft_assign if warm and cfg.tricks.soft_assign.enabled else None
+    cluster = cfg.tricks.clustering.weight if warm and cfg.tricks.clustering.enabled else 0.0
+
+    pred, log_anchors = model(images.float() / 255)
+    terms, stats = yolo_loss(pred, log_anchors, targets, model.stride, cfg.loss, soft, cluster)
+    state.optimizer.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+    state.optimizer.step()
+    state.scheduler.step()
+    state.step += 1
+    return {k: float(v.detach()) for k, v in terms.items()}, stats
+
+
+@torch.no_grad()
+def evaluate_model(model: Detector, dataset, cfg: TrainConfig, batch_size: int = 64) -> dict:
+    """COCO metrics of the model on `dataset` (eval mode: running BN statistics)."""
+    model.eval()
+    gts, dets = [], []
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    for images, targets in loader:
+        pred, log_anchors = model(images.float() / 255)
+        dets += postprocess(
+            pred,
+            log_anchors,
+            model.stride,
+            cfg.eval.conf_threshold,
+            cfg.eval.nms_iou,
+            cfg.eval.max_detections,
+        )
+        for i in range(len(images)):
+            t = targets[targets[:, 0] == i]
+            gts.append({"boxes": t[:, 2:6].numpy(), "labels": t[:, 1].long().numpy()})
+    size = cfg.model.image_size
+    dets_np = [{k: v.numpy() for k, v in d.items()} for d in dets]
+    return coco_eval(gts, dets_np, cfg.data.num_classes, [(size, size)] * len(gts))
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+
+
+def save_checkpoint(state: TrainState, path: str | Path) -> None:
+    """Everything that shapes the rest of the run: network, anchors, optimizer and scheduler state,
+    the step (so the warm-up position and data order), RNGs and the config. Written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "version": CHECKPOINT_VERSION,
+        "step": state.step,
+        "config": state.cfg.model_dump(mode="json"),
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "init_anchors": state.init_anchors,
+        "anchors_px": state.model.anchors.wh().detach(),  # readable without rebuilding the model
+        "warmup": {"steps": state.cfg.tricks.warmup_steps, "in_warmup": state.in_warmup},
+        "rng": _rng_state(),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(state: TrainState, path: str | Path) -> TrainState:
+    """Restores `state` (built from the same config) in place from a checkpoint file."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint version {payload.get('version')} is not {CHECKPOINT_VERSION}")
+    saved = TrainConfig.model_validate(payload["config"])
+    if saved != state.cfg:
+        diff = _config_diff(saved.model_dump(), state.cfg.model_dump())
+        raise ValueError(f"{path}: checkpoint was made with a different config ({'; '.join(diff[:5])})")
+    state.model.load_state_dict(payload["model"])
+    state.optimizer.load_state_dict(payload["optimizer"])
+    state.scheduler.load_state_dict(payload["scheduler"])
+    state.init_anchors = payload["init_anchors"]
+    state.step = payload["step"]
+    _set_rng_state(payload["rng"])
+    return state
+
+
+def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _config_diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: {va!r} in checkpoint, {vb!r} now")
+    return out
