@@ -1,0 +1,42 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trainer.config import TrainConfig, apply_overrides, load_config
+
+CONFIGS = Path(__file__).parents[2] / "trainer" / "configs"
+
+
+def test_defaults_are_a_complete_valid_config():
+    cfg = TrainConfig()
+    assert cfg.anchors.num == 5 and cfg.tricks.soft_assign.enabled and cfg.tricks.bn_no_shift
+
+
+def test_shipped_configs_are_valid():
+    for path in CONFIGS.glob("*.yaml"):
+        load_config(path)
+
+
+def test_overrides_parse_yaml_values_and_nest():
+    data = apply_overrides({"anchors": {"num": 5}}, ["anchors.num=3", "tricks.soft_assign.temperature=0.5",
+                                                     "anchors.values=[[1, 2], [3, 4], [5, 6]]", "anchors.init=list"])  # fmt: skip
+    cfg = TrainConfig.model_validate(data)
+    assert cfg.anchors.num == 3 and cfg.tricks.soft_assign.temperature == 0.5
+    assert cfg.anchors.values == [(1, 2), (3, 4), (5, 6)]
+
+
+def test_errors_name_the_file_and_field(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({"anchors": {"num": 0}}))
+    with pytest.raises(ValueError, match=r"job.yaml(.|\n)*anchors.num"):
+        load_config(path)
+    with pytest.raises(ValueError, match="anchors.values has 2 pairs"):
+        load_config(None, ["anchors.init=list", "anchors.values=[[1, 2], [3, 4]]"])
+    with pytest.raises(ValueError, match="min_objects"):
+        load_config(None, ["data.min_objects=5", "data.max_objects=2"])
+    with pytest.raises(ValueError, match="seed"):
+        load_config(None, ["seed.x=1"])
+    path.write_text("- a list\n")
+    with pytest.raises(ValueError, match="mapping"):
+        load_config(path)

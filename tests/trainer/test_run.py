@@ -1,0 +1,69 @@
+import json
+
+import pytest
+
+from trainer.config import load_config
+from trainer.outputs import RunWriter
+from trainer.run import train
+
+from .conftest import small_config
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """Identical anchors, a 128 px input, 160 steps: long enough for the anchors to spread out."""
+    cfg = load_config(
+        None,
+        [
+            "anchors.init=identical",
+            "data.num_train=640",
+            "data.num_val=32",
+            "optim.batch_size=16",
+            "optim.epochs=4",
+            "tricks.warmup_steps=120",
+            "eval.every_epochs=0",
+        ],
+    )
+    out = tmp_path_factory.mktemp("run")
+    events = []
+    result = train(cfg, out, progress=events.append)
+    return cfg, out, result, events
+
+
+def test_short_run_moves_identical_anchors_toward_the_true_shapes(short_run):
+    _, _, result, _ = short_run
+    syn = result["synthetic"]
+    init, final = result["anchors"]["init"], result["anchors"]["final"]
+    assert len({tuple(a) for a in init}) == 1  # all five started equal
+    assert len({tuple(a) for a in final}) == 5  # and split up
+    assert syn["log_error_final"] < 0.5 * syn["log_error_init"]
+    assert result["fit"]["final"]["mean_best_iou"] > result["fit"]["init"]["mean_best_iou"] + 0.1
+
+
+def test_run_writes_the_storage_layout(short_run):
+    cfg, out, result, events = short_run
+    writer = RunWriter(out)
+    steps = [s["step"] for s in writer.snapshots()]
+    assert steps[0] == 0 and steps == sorted(set(steps)) and steps[-1] == result["steps"] == 160
+    snap = writer.read_json("anchors/00000160.json")
+    assert snap["phase"] == "main" and len(snap["anchors"]) == 5 and sum(snap["assign_counts"]) > 0
+    assert set(snap["fit"]) == {"mean_best_iou", "bpr", "anchors_per_target"}
+    assert writer.read_json("anchors/00000025.json")["phase"] == "warmup"
+    assert writer.keys("metrics/") == [f"metrics/000{e}.json" for e in range(1, 5)]
+    last = writer.read_json("metrics/0004.json")
+    assert last["eval"]["ap50"] >= 0 and "total" in last["losses"] and last["lr"]["anchors"] > 0
+    assert json.loads((out / "result.json").read_text()) == result
+    for key in result["artifacts"].values():
+        assert (out / key).exists(), key
+    assert (out / "artifacts/anchors.png").read_bytes().startswith(PNG)
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("epoch") == 4
+
+
+def test_resume_from_a_finished_run_changes_nothing(tmp_path):
+    cfg = small_config("optim.epochs=1", "eval.every_epochs=0")
+    first = train(cfg, tmp_path)
+    again = train(cfg, tmp_path, resume=True)
+    assert again["anchors"] == first["anchors"] and again["steps"] == first["steps"]
