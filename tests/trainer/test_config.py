@@ -19,8 +19,8 @@ def test_shipped_configs_are_valid():
 
 
 def test_overrides_parse_yaml_values_and_nest():
-    data = apply_overrides({"anchors": {"num": 5}}, ["anchors.num=3", "tricks.soft_assign.temperature=0.5",
-                                                     "anchors.values=[[1, 2], [3, 4], [5, 6]]", "anchors.init=list"])  # fmt: skip
+    sets = ["anchors.num=3", "tricks.soft_assign.temperature=0.5", "anchors.values=[[1, 2], [3, 4], [5, 6]]"]
+    data = apply_overrides({"anchors": {"num": 5}}, [*sets, "anchors.init=list"])
     cfg = TrainConfig.model_validate(data)
     assert cfg.anchors.num == 3 and cfg.tricks.soft_assign.temperature == 0.5
     assert cfg.anchors.values == [(1, 2), (3, 4), (5, 6)]
