@@ -23,11 +23,12 @@ def test_hand_made_case():
     # class 0 has two boxes; only one is found, with the highest score: recall 0.5 at precision 1,
     # then a false positive. COCO interpolates precision at 101 recall points: 51 of them (0 to 0.5)
     # have precision 1, the rest 0 -> AP50(class 0) = 51 / 101. Class 1 is found perfectly.
+    found = np.array([[10, 10, 50, 50], [60, 60, 90, 100]], float)
+    wrong = np.array([[100, 100, 120, 120]], float)
     dets = [
-        {"boxes": np.array([[10, 10, 50, 50], [60, 60, 90, 100]], float), "scores": np.array([0.9, 0.8]),
-         "labels": np.array([0, 1])},
-        {"boxes": np.array([[100, 100, 120, 120]], float), "scores": np.array([0.5]), "labels": np.array([0])},
-    ]  # fmt: skip
+        {"boxes": found, "scores": np.array([0.9, 0.8]), "labels": np.array([0, 1])},
+        {"boxes": wrong, "scores": np.array([0.5]), "labels": np.array([0])},
+    ]
     m = coco_eval(GT, dets, num_classes=2, image_sizes=SIZES)
     assert m["per_class_ap50"][0] == pytest.approx(51 / 101)
     assert m["per_class_ap50"][1] == pytest.approx(1.0)
