@@ -1,6 +1,7 @@
 """`anchor-opt`: the command line.
 
     anchor-opt train CONFIG.yaml [--set key=value ...] [--out DIR] [--resume | --fresh]
+    anchor-opt config [CONFIG.yaml] [--set key=value ...]
 
 Torch is imported only by the commands that train, so the base install (no torch) can still run
 the commands that do not.
@@ -141,6 +142,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """Prints the resolved configuration (defaults, file, --set) as YAML."""
+    import yaml
+
+    cfg = load_config(_resolve_config(args.config) if args.config else None, args.set)
+    sys.stdout.write(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anchor-opt", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -156,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--fresh", action="store_true", help="replace whatever run is in --out")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("config", help="print the full configuration a train command would use")
+    p.add_argument("config", nargs="?", help="YAML config file or built-in name (default: the defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.set_defaults(func=cmd_config)
     return parser
 
 

@@ -119,15 +119,6 @@ class TricksConfig(_Section):
     # stays at zero and the anchors must carry the mean size.
     bn_no_shift: bool = True
 
-    def all_off(self) -> TricksConfig:
-        return self.model_copy(
-            update={
-                "soft_assign": self.soft_assign.model_copy(update={"enabled": False}),
-                "clustering": self.clustering.model_copy(update={"enabled": False}),
-                "bn_no_shift": False,
-            }
-        )
-
 
 class LossConfig(_Section):
     # YOLOv2's weights: objectness of positives 5, of background 1 (here 1 and 0.5 with BCE), box 1.

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 EXE = shutil.which("anchor-opt", path=str(Path(sys.executable).parent))
 SMALL = [
@@ -58,3 +59,11 @@ def test_missing_and_malformed_config_files(tmp_path):
     bad.write_text("anchors: [1, 2\n")
     proc = run("train", str(bad))
     assert proc.returncode == 2 and "bad.yaml" in proc.stderr
+
+
+def test_config_prints_the_resolved_settings():
+    proc = run("config", "demo", "--set", "anchors.num=3")
+    assert proc.returncode == 0, proc.stderr
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["anchors"]["num"] == 3 and cfg["anchors"]["init"] == "identical"
+    assert cfg["tricks"]["soft_assign"]["temperature"] > 0

@@ -1,0 +1,68 @@
+"""What the benchmarks share: train a config to the end without writing outputs, and score it.
+
+Datasets are rendered once per process and reused by every run that asks for the same one.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py` from a checkout
+
+from trainer.anchors import matched_log_error  # noqa: E402
+from trainer.config import TrainConfig, load_config  # noqa: E402
+from trainer.data.synthetic import build_synthetic  # noqa: E402
+from trainer.engine import TrainState, build_state, epoch_batches, evaluate_model, train_step  # noqa: E402
+
+_DATASETS: dict = {}
+
+# The ablation and recovery budget: the demo schedule (2000 images, batch 32, 10 epochs = 620 steps).
+BUDGET = ["optim.epochs=10"]
+NO_TRICKS = [
+    "tricks.soft_assign.enabled=false",
+    "tricks.clustering.enabled=false",
+    "tricks.bn_no_shift=false",
+]
+
+
+def config(*overrides: str) -> TrainConfig:
+    return load_config(None, [*BUDGET, *overrides])
+
+
+def datasets(cfg: TrainConfig):
+    key = (cfg.data.model_dump_json(), cfg.model.image_size, cfg.seed)
+    if key not in _DATASETS:
+        _DATASETS[key] = build_synthetic(cfg.data, cfg.model.image_size, cfg.seed)
+    return _DATASETS[key]
+
+
+def prepare(cfg: TrainConfig) -> tuple[TrainState, object]:
+    train, _ = datasets(cfg)
+    return build_state(cfg, train.boxes_wh(), len(train)), train
+
+
+def train_to_end(cfg: TrainConfig) -> tuple[TrainState, dict]:
+    """Trains `cfg` fully; returns the state and a score card (recovery error, AP, time)."""
+    state, train = prepare(cfg)
+    started = time.perf_counter()
+    while not state.done:
+        for images, targets in epoch_batches(state, train):
+            train_step(state, images, targets)
+    seconds = time.perf_counter() - started
+    _, val = datasets(cfg)
+    ev = evaluate_model(state.model, val, cfg)
+    anchors = state.model.anchors.wh().detach()
+    return state, {
+        "error": matched_log_error(anchors, train.true_shapes()),
+        "ap50": ev["ap50"],
+        "ap": ev["ap"],
+        "seconds": seconds,
+        "anchors": [[round(w, 1), round(h, 1)] for w, h in anchors.tolist()],
+    }
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
