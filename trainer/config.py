@@ -96,6 +96,8 @@ class SoftAssignConfig(_Section):
 
     enabled: bool = True
     # T. With dist=iou the distances lie in [0, 1]; 0.1 lets a 0.1 better IoU count e times more.
+    # Measured from an identical init: 0.05 -> error 0.146, 0.1 -> 0.091 (150-step warm-up);
+    # 0.2 -> 0.349: too warm, identical anchors barely split apart. Keep T well under 0.2.
     temperature: float = Field(default=0.1, gt=0)
     # iou: 1 - shape IoU, so T -> 0 is exactly YOLOv2's hard assignment; log_l2: squared distance
     # in log w-h space, the clustering term's own metric.
@@ -106,7 +108,9 @@ class ClusteringConfig(_Section):
     """Trick 2 (eq. 11-12): online k-means in log space, added to the loss during warm-up."""
 
     enabled: bool = True
-    weight: float = Field(default=1.0, ge=0)  # lambda
+    # lambda. Identical init, demo schedule, seeds 0-2: error 0.032/0.016/0.031 at 1.0, 0.012/0.009/0.023
+    # at 3.0 (0.085 at 0.3 on seed 0), AP50 unchanged.
+    weight: float = Field(default=3.0, ge=0)
 
 
 class TricksConfig(_Section):
