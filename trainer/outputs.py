@@ -56,6 +56,7 @@ class RunWriter:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a run's outputs are for everyone who can read it
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -3,17 +3,15 @@
 `plot_anchors` follows Figure 2 of Zhong et al. (WACV 2020): box density in log w vs log h with
 marginal histograms, each anchor's path from its initial shape to its latest one on top. All sizes
 are pixels at the model's input size. Figures are drawn with the Agg canvas (no pyplot, no global
-state) and written atomically, so a reader never sees a half-written PNG.
+state) and returned as PNG bytes for the run's writer to store.
 """
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,20 +28,12 @@ _MAX_BINS = 60
 _DENSITY_CMAP = ListedColormap(colormaps["Greys"](np.linspace(0.18, 1.0, 256)))  # 1 box is visible
 
 
-def _save_atomic(fig: Figure, path: str | os.PathLike[str]) -> None:
-    """Writes `fig` as a PNG to `path` via a temp file in the same folder and `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _png(fig: Figure) -> bytes:
+    """The figure as PNG bytes; storing them (atomically) is the caller's business."""
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=_DPI)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a picture is for everyone who can read the run
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI)
+    return buf.getvalue()
 
 
 def _pixel_ticks(lo: float, hi: float) -> list[float]:
@@ -71,13 +61,12 @@ def _anchor_colours(a: int) -> list[Any]:
 def plot_anchors(
     boxes_wh: Any,
     anchor_paths: Any,
-    path: str | os.PathLike[str],
     *,
     image_size: int,
     true_shapes: Any = None,
     title: str | None = None,
-) -> None:
-    """Draws box-shape density with the anchors' paths over it and writes a PNG to `path`.
+) -> bytes:
+    """Draws box-shape density with the anchors' paths over it; returns the PNG.
 
     boxes_wh: [N, 2] box (w, h) in pixels at the input size; N may be 0 (anchors only).
     anchor_paths: [T, A, 2] anchor (w, h) in pixels at T snapshots, initial first, latest last
@@ -160,17 +149,16 @@ def plot_anchors(
     right.set_xlabel("boxes", fontsize=8)
     fig.suptitle(title if title is not None else f"anchors over the box distribution (input {image_size}px)")
     fig.subplots_adjust(left=0.11, right=0.97, bottom=0.08, top=0.93)
-    _save_atomic(fig, path)
+    return _png(fig)
 
 
 def plot_losses(
     history: Sequence[Mapping[str, Any]],
-    path: str | os.PathLike[str],
     *,
     title: str = "training losses",
     warmup_steps: int | None = None,
-) -> None:
-    """Plots each loss term against training step and writes a PNG to `path`.
+) -> bytes:
+    """Plots each loss term against training step; returns the PNG.
 
     history: entries like {"step": 10, "total": 3.2, "xy": 0.5, ...}; every key but "step" is a
         curve (unitless loss value), drawn over the steps where it is present. "total" is thicker.
@@ -194,8 +182,7 @@ def plot_losses(
     if not keys:
         ax.text(0.5, 0.5, "no steps yet", transform=ax.transAxes, ha="center", va="center", fontsize=14)
         ax.set(xticks=[], yticks=[])
-        _save_atomic(fig, path)
-        return
+        return _png(fig)
 
     others = itertools.cycle(colormaps["tab10"].colors)
     for key in keys:
@@ -219,4 +206,4 @@ def plot_losses(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)  # never over data
     fig.tight_layout()
-    _save_atomic(fig, path)
+    return _png(fig)

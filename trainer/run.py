@@ -89,15 +89,15 @@ def _write_pictures(writer: RunWriter, state: TrainState, boxes_wh: torch.Tensor
 
     snaps = writer.snapshots()
     paths = torch.tensor([s["anchors"] for s in snaps]) if snaps else state.model.anchors.wh().detach()[None]
-    plot_anchors(
+    picture = plot_anchors(
         boxes_wh.numpy(),
         paths.numpy(),
-        writer.path(ANCHORS_PLOT_KEY),
         image_size=state.cfg.model.image_size,
         true_shapes=None if true_shapes is None else true_shapes.numpy(),
     )
+    writer.write_bytes(ANCHORS_PLOT_KEY, picture)
     history = [{"step": s["step"], **s["losses"]} for s in snaps if s.get("losses")]
-    plot_losses(history, writer.path(LOSSES_PLOT_KEY), warmup_steps=state.cfg.tricks.warmup_steps)
+    writer.write_bytes(LOSSES_PLOT_KEY, plot_losses(history, warmup_steps=state.cfg.tricks.warmup_steps))
 
 
 def train(

@@ -1,8 +1,8 @@
-"""The pictures: each writes a real, non-blank PNG atomically, and odd inputs do not crash them."""
+"""The pictures: each is a real, non-blank PNG, and odd inputs do not crash them."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import numpy as np
 import pytest
@@ -13,16 +13,13 @@ from trainer.plots import plot_anchors, plot_losses
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def assert_real_png(path: Path) -> None:
-    """`path` is a PNG of more than a few bytes whose pixels are not all one colour."""
-    data = path.read_bytes()
+def assert_real_png(data: bytes) -> None:
+    """`data` is a PNG of more than a few bytes whose pixels are not all one colour."""
     assert data.startswith(PNG_MAGIC)
     assert len(data) > 5_000
-    pixels = imread(path)
+    pixels = imread(io.BytesIO(data), format="png")
     assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
     assert float(pixels[..., :3].std()) > 0
-    # nothing but the picture is left in its folder (no temp file from the atomic write)
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
 def mixture_boxes(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -38,65 +35,56 @@ def anchor_paths(shapes: np.ndarray, steps: int) -> np.ndarray:
     return np.exp(np.log(25.0) * (1 - t) + np.log(shapes)[None] * t)
 
 
-def test_anchors_full_picture(tmp_path: Path) -> None:
+def test_anchors_full_picture() -> None:
     boxes, shapes = mixture_boxes(2000)
-    out = tmp_path / "anchors.png"
-    plot_anchors(boxes, anchor_paths(shapes, 20), out, image_size=128, true_shapes=shapes)
-    assert_real_png(out)
+    png = plot_anchors(boxes, anchor_paths(shapes, 20), image_size=128, true_shapes=shapes)
+    assert_real_png(png)
 
 
-def test_anchors_zero_boxes(tmp_path: Path) -> None:
+def test_anchors_zero_boxes() -> None:
     _, shapes = mixture_boxes(1)
-    out = tmp_path / "anchors.png"
-    plot_anchors(np.zeros((0, 2)), anchor_paths(shapes, 5), out, image_size=128)
-    assert_real_png(out)
+    png = plot_anchors(np.zeros((0, 2)), anchor_paths(shapes, 5), image_size=128)
+    assert_real_png(png)
 
 
-def test_anchors_one_snapshot_one_anchor(tmp_path: Path) -> None:
+def test_anchors_one_snapshot_one_anchor() -> None:
     boxes, _ = mixture_boxes(300)
-    out = tmp_path / "anchors.png"
-    plot_anchors(boxes, np.array([[[25.0, 25.0]]]), out, image_size=128, title="one anchor")
-    assert_real_png(out)
+    png = plot_anchors(boxes, np.array([[[25.0, 25.0]]]), image_size=128, title="one anchor")
+    assert_real_png(png)
 
 
-def test_anchors_one_anchor_many_snapshots_accepts_lists(tmp_path: Path) -> None:
+def test_anchors_one_anchor_many_snapshots_accepts_lists() -> None:
     boxes, _ = mixture_boxes(50)
     path = [[[25.0, 25.0]], [[30.0, 20.0]], [[33.0, 18.0]]]  # T=3, A=1, as nested lists
-    out = tmp_path / "anchors.png"
-    plot_anchors(boxes.tolist(), path, str(out), image_size=64, true_shapes=[[32, 16]])
-    assert_real_png(out)
+    png = plot_anchors(boxes.tolist(), path, image_size=64, true_shapes=[[32, 16]])
+    assert_real_png(png)
 
 
-def test_anchors_single_snapshot_as_a_by_2(tmp_path: Path) -> None:
+def test_anchors_single_snapshot_as_a_by_2() -> None:
     boxes, shapes = mixture_boxes(100)
-    out = tmp_path / "anchors.png"
-    plot_anchors(boxes, shapes, out, image_size=128)  # [A, 2] is read as T=1
-    assert_real_png(out)
+    png = plot_anchors(boxes, shapes, image_size=128)  # [A, 2] is read as T=1
+    assert_real_png(png)
 
 
-def test_anchors_many_anchors_and_out_of_range_boxes(tmp_path: Path) -> None:
+def test_anchors_many_anchors_and_out_of_range_boxes() -> None:
     boxes, _ = mixture_boxes(500)
     boxes = np.concatenate([boxes, [[0.0, 5.0], [np.nan, 3.0], [5000.0, 4000.0]]])  # dropped or clipped
     paths = np.exp(np.random.default_rng(1).uniform(np.log(4), np.log(120), (4, 15, 2)))
-    out = tmp_path / "anchors.png"
-    plot_anchors(boxes, paths, out, image_size=128)
-    assert_real_png(out)
+    png = plot_anchors(boxes, paths, image_size=128)
+    assert_real_png(png)
 
 
-def test_anchors_creates_parent_dirs_and_overwrites(tmp_path: Path) -> None:
+def test_anchors_picture_follows_the_paths() -> None:
     boxes, shapes = mixture_boxes(200)
-    out = tmp_path / "a" / "b" / "anchors.png"
-    plot_anchors(boxes, anchor_paths(shapes, 2), out, image_size=128)
-    first = out.read_bytes()
-    plot_anchors(boxes, anchor_paths(shapes, 10), out, image_size=128)
-    assert_real_png(out)
-    assert out.read_bytes() != first
+    first = plot_anchors(boxes, anchor_paths(shapes, 2), image_size=128)
+    png = plot_anchors(boxes, anchor_paths(shapes, 10), image_size=128)
+    assert_real_png(png)
+    assert png != first  # more snapshots, another picture
 
 
-def test_anchors_rejects_bad_paths(tmp_path: Path) -> None:
+def test_anchors_rejects_bad_paths() -> None:
     with pytest.raises(ValueError):
-        plot_anchors(np.zeros((0, 2)), np.ones((3, 4, 3)), tmp_path / "x.png", image_size=128)
-    assert list(tmp_path.iterdir()) == []
+        plot_anchors(np.zeros((0, 2)), np.ones((3, 4, 3)), image_size=128)
 
 
 def loss_history(steps: int, warmup: int) -> list[dict[str, float]]:
@@ -112,41 +100,36 @@ def loss_history(steps: int, warmup: int) -> list[dict[str, float]]:
     return history
 
 
-def test_losses_with_warmup(tmp_path: Path) -> None:
-    out = tmp_path / "losses.png"
-    plot_losses(loss_history(800, warmup=200), out, warmup_steps=200)
-    assert_real_png(out)
+def test_losses_with_warmup() -> None:
+    png = plot_losses(loss_history(800, warmup=200), warmup_steps=200)
+    assert_real_png(png)
 
 
-def test_losses_empty_history(tmp_path: Path) -> None:
-    out = tmp_path / "sub" / "losses.png"
-    plot_losses([], out)
-    assert_real_png(out)
+def test_losses_empty_history() -> None:
+    png = plot_losses([])
+    assert_real_png(png)
 
 
-def test_losses_keys_differ_between_entries(tmp_path: Path) -> None:
+def test_losses_keys_differ_between_entries() -> None:
     history = [
         {"step": 0, "total": 3.0, "cluster": 0.4},
         {"step": 10, "total": 2.5, "xy": 0.5},
         {"step": 20, "xy": 0.4, "wh": 0.9},
         {"step": 30, "total": 1.5, "wh": 0.7, "cls": 0.2},
     ]
-    out = tmp_path / "losses.png"
-    plot_losses(history, out, title="keys come and go", warmup_steps=5)
-    assert_real_png(out)
+    png = plot_losses(history, title="keys come and go", warmup_steps=5)
+    assert_real_png(png)
 
 
-def test_losses_non_positive_values_use_linear_axis(tmp_path: Path) -> None:
+def test_losses_non_positive_values_use_linear_axis() -> None:
     history = [{"step": s, "total": 1.0 - 0.1 * s, "xy": 0.0} for s in range(20)]
-    out = tmp_path / "losses.png"
-    plot_losses(history, out)
-    assert_real_png(out)
+    png = plot_losses(history)
+    assert_real_png(png)
 
 
-def test_losses_single_entry(tmp_path: Path) -> None:
-    out = tmp_path / "losses.png"
-    plot_losses([{"step": 1, "total": 2.0, "xy": 0.3}], out)
-    assert_real_png(out)
+def test_losses_single_entry() -> None:
+    png = plot_losses([{"step": 1, "total": 2.0, "xy": 0.3}])
+    assert_real_png(png)
 
 
 @pytest.mark.parametrize(
@@ -154,7 +137,6 @@ def test_losses_single_entry(tmp_path: Path) -> None:
     [([[5000.0, 5000.0]], [[[3000.0, 3000.0]]]), ([[20.0, 20.0]], [[[20.0, 20.0]]]), ([], [[[0.5, 0.5]]])],
     ids=["beyond-4x-input", "all-same-shape", "sub-pixel-anchor"],
 )
-def test_anchors_degenerate_ranges(tmp_path: Path, boxes: list, paths: list) -> None:
-    out = tmp_path / "anchors.png"
-    plot_anchors(boxes, paths, out, image_size=128)
-    assert_real_png(out)
+def test_anchors_degenerate_ranges(boxes: list, paths: list) -> None:
+    png = plot_anchors(boxes, paths, image_size=128)
+    assert_real_png(png)
