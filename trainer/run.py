@@ -32,6 +32,7 @@ from trainer.outputs import (
     CHECKPOINT_KEY,
     CONFIG_KEY,
     LOSSES_PLOT_KEY,
+    METRICS_PREFIX,
     RESULT_KEY,
     RunWriter,
     metrics_key,
@@ -96,7 +97,7 @@ def _write_pictures(writer: RunWriter, state: TrainState, boxes_wh: torch.Tensor
         true_shapes=None if true_shapes is None else true_shapes.numpy(),
     )
     writer.write_bytes(ANCHORS_PLOT_KEY, picture)
-    history = [{"step": s["step"], **s["losses"]} for s in snaps if s.get("losses")]
+    history = [point for key in writer.keys(METRICS_PREFIX) for point in writer.read_json(key)["loss_curve"]]
     writer.write_bytes(LOSSES_PLOT_KEY, plot_losses(history, warmup_steps=state.cfg.tricks.warmup_steps))
 
 
@@ -128,12 +129,19 @@ def train(
 
     started = time.monotonic()
     start_step = state.step
-    snap_window, epoch_window = _Window(), _Window()
+    # Three windows over the same steps: since the last snapshot, this epoch, and this point of the
+    # loss curve (a fixed grid of `snapshot_every` steps, so every point averages as many steps).
+    snap_window, epoch_window, curve_window = _Window(), _Window(), _Window()
+    curve: list[dict] = []
     while not state.done:
         for images, targets in epoch_batches(state, train_set):
             terms, stats = train_step(state, images, targets)
             snap_window.add(terms, stats["assign_counts"])
             epoch_window.add(terms, stats["assign_counts"])
+            curve_window.add(terms, stats["assign_counts"])
+            if state.step % cfg.output.snapshot_every == 0:
+                curve.append({"step": state.step, **curve_window.means()})
+                curve_window = _Window()
             at_epoch_end = state.step % state.steps_per_epoch == 0
             if state.step % cfg.output.snapshot_every == 0 or at_epoch_end:
                 writer.write_json(snapshot_key(state.step), _snapshot(state, boxes_wh, snap_window))
@@ -151,12 +159,13 @@ def train(
             "epoch": epoch,
             "step": state.step,
             "losses": epoch_window.means(),
+            "loss_curve": curve,  # the curve's points that closed during this epoch
             "lr": {g.get("name", str(i)): g["lr"] for i, g in enumerate(state.optimizer.param_groups)},
             "eval": evaluation,
             "images_per_s": (state.step - start_step) * cfg.optim.batch_size / max(elapsed, 1e-9),
         }
         writer.write_json(metrics_key(epoch), metrics)
-        epoch_window = _Window()
+        epoch_window, curve = _Window(), []
         if last or epoch % cfg.output.checkpoint_every_epochs == 0:
             save_checkpoint(state, writer.path(CHECKPOINT_KEY))
         _write_pictures(writer, state, boxes_wh, true_shapes)

@@ -54,6 +54,8 @@ def test_run_writes_the_storage_layout(short_run):
     assert writer.keys("metrics/") == [f"metrics/000{e}.json" for e in range(1, 5)]
     last = writer.read_json("metrics/0004.json")
     assert last["eval"]["ap50"] >= 0 and "total" in last["losses"] and last["lr"]["anchors"] > 0
+    curve = [p["step"] for e in range(1, 5) for p in writer.read_json(f"metrics/000{e}.json")["loss_curve"]]
+    assert curve == list(range(25, 161, 25))  # an even grid across epoch ends
     assert json.loads((out / "result.json").read_text()) == result
     for key in result["artifacts"].values():
         assert (out / key).exists(), key
