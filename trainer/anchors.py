@@ -8,6 +8,7 @@ Grid-cell units (darknet's convention) are pixels divided by the stride.
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import torch
@@ -181,8 +182,6 @@ def matched_log_error(learned_wh: Tensor, true_wh: Tensor) -> float:
     Averaged over anchors and over the two coordinates: 0.10 means shapes off by about 10 %.
     The matching is exhaustive over permutations (A <= 8) so it is optimal, not greedy.
     """
-    import itertools
-
     a = torch.as_tensor(learned_wh, dtype=torch.float64).log()
     b = torch.as_tensor(true_wh, dtype=torch.float64).log()
     if a.shape != b.shape or a.shape[0] > 8:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from trainer.anchors import anchor_fit, matched_log_error
+from trainer.anchors import anchor_fit, matched_log_error, pixels_to_cells
 from trainer.config import TrainConfig
 from trainer.data.synthetic import build_synthetic
 from trainer.engine import (
@@ -77,7 +77,7 @@ def _snapshot(state: TrainState, boxes_wh: torch.Tensor, window: _Window | None)
         "image_size": state.cfg.model.image_size,
         "stride": state.model.stride,
         "anchors": _round(wh),  # (w, h) px at the input size
-        "anchors_cells": _round(wh / state.model.stride),  # darknet's grid-cell units
+        "anchors_cells": _round(pixels_to_cells(wh, state.model.stride)),  # darknet's grid-cell units
         "fit": anchor_fit(wh, boxes_wh),
         "assign_counts": window.counts.tolist() if window and window.counts is not None else None,
         "losses": window.means() if window else None,
@@ -189,7 +189,7 @@ def _result(state: TrainState, boxes_wh, true_shapes, writer: RunWriter, elapsed
         "anchors": {
             "init": _round(state.init_anchors),
             "final": _round(final),
-            "final_cells": _round(final / state.model.stride),
+            "final_cells": _round(pixels_to_cells(final, state.model.stride)),
             "learned": state.cfg.anchors.learn,
         },
         "fit": {"init": anchor_fit(state.init_anchors, boxes_wh), "final": anchor_fit(final, boxes_wh)},
