@@ -16,6 +16,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# Input pixels per grid cell of each backbone (trainer.model builds them with these strides).
+BACKBONE_STRIDES = {"tiny": 16, "darknet19": 32}
+
 
 class _Section(BaseModel):
     # Unknown keys are errors, so a typo in a YAML file or a --set is never silently ignored.
@@ -172,7 +175,7 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _check_stride(self) -> TrainConfig:
-        stride = 32 if self.model.backbone == "darknet19" else 16
+        stride = BACKBONE_STRIDES[self.model.backbone]
         if self.model.image_size % stride:
             raise ValueError(
                 f"model.image_size={self.model.image_size} must be a multiple of the "

@@ -40,7 +40,8 @@ def postprocess(
     image, NMS runs per class.
     """
     b = pred.shape[0]
-    size = pred.shape[2] * stride, pred.shape[3] * stride
+    height, width = pred.shape[2] * stride, pred.shape[3] * stride
+    upper = torch.tensor([width, height, width, height], dtype=pred.dtype, device=pred.device)
     boxes = decode_boxes(pred, log_anchors, stride).view(b, -1, 4)
     cls_prob, labels = pred[..., 5:].softmax(-1).max(-1)
     scores = (pred[..., 4].sigmoid() * cls_prob).view(b, -1)
@@ -52,15 +53,7 @@ def postprocess(
         if len(sc) > pre_nms_top:
             top = sc.topk(pre_nms_top).indices
             bx, sc, lb = bx[top], sc[top], lb[top]
-        bx = torch.stack(
-            [
-                bx[:, 0].clamp(0, size[1]),
-                bx[:, 1].clamp(0, size[0]),
-                bx[:, 2].clamp(0, size[1]),
-                bx[:, 3].clamp(0, size[0]),
-            ],
-            dim=-1,
-        )
+        bx = bx.clamp(min=torch.zeros_like(upper), max=upper)  # inside the image
         kept = batched_nms(bx, sc, lb, nms_iou)[:max_detections]
         out.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
     return out

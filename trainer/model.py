@@ -12,9 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainer.anchors import Anchors
-from trainer.config import TrainConfig
-
-STRIDES = {"tiny": 16, "darknet19": 32}
+from trainer.config import BACKBONE_STRIDES, TrainConfig
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
@@ -28,7 +26,7 @@ def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
 class TinyBackbone(nn.Module):
     """Six 3x3 conv layers, stride 16: fast enough to train on two CPU cores in a minute."""
 
-    stride = 16
+    stride = BACKBONE_STRIDES["tiny"]
 
     def __init__(self, width: float = 1.0):
         super().__init__()
@@ -58,7 +56,7 @@ class Darknet19(nn.Module):
     Stride 32. Randomly initialised: no weights are downloaded, ever.
     """
 
-    stride = 32
+    stride = BACKBONE_STRIDES["darknet19"]
 
     def __init__(self):
         super().__init__()

@@ -47,7 +47,7 @@ ProgressFn = Callable[[dict], None]
 
 @dataclass
 class _Window:
-    """Loss terms and assignment counts accumulated since the last snapshot (or epoch)."""
+    """Loss terms and assignment counts accumulated over a span of steps."""
 
     sums: dict[str, float] = field(default_factory=dict)
     steps: int = 0
@@ -139,11 +139,11 @@ def train(
             snap_window.add(terms, stats["assign_counts"])
             epoch_window.add(terms, stats["assign_counts"])
             curve_window.add(terms, stats["assign_counts"])
-            if state.step % cfg.output.snapshot_every == 0:
+            on_grid = state.step % cfg.output.snapshot_every == 0
+            if on_grid:
                 curve.append({"step": state.step, **curve_window.means()})
                 curve_window = _Window()
-            at_epoch_end = state.step % state.steps_per_epoch == 0
-            if state.step % cfg.output.snapshot_every == 0 or at_epoch_end:
+            if on_grid or state.step % state.steps_per_epoch == 0:  # and at every epoch end
                 writer.write_json(snapshot_key(state.step), _snapshot(state, boxes_wh, snap_window))
                 snap_window = _Window()
             emit({"kind": "step", "step": state.step, "total": state.total_steps, "losses": terms,
