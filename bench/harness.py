@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python b
 
 from trainer.anchors import matched_log_error  # noqa: E402
 from trainer.config import TrainConfig, load_config  # noqa: E402
-from trainer.data.synthetic import build_synthetic  # noqa: E402
+from trainer.data.datasets import Datasets, build_datasets  # noqa: E402
 from trainer.engine import TrainState, build_state, epoch_batches, evaluate_model, train_step  # noqa: E402
 
 _DATASETS: dict = {}
@@ -32,16 +32,16 @@ def config(*overrides: str) -> TrainConfig:
     return load_config(None, [*BUDGET, *overrides])
 
 
-def datasets(cfg: TrainConfig):
+def datasets(cfg: TrainConfig) -> Datasets:
     key = (cfg.data.model_dump_json(), cfg.model.image_size, cfg.seed)
     if key not in _DATASETS:
-        _DATASETS[key] = build_synthetic(cfg.data, cfg.model.image_size, cfg.seed)
+        _DATASETS[key] = build_datasets(cfg)
     return _DATASETS[key]
 
 
 def prepare(cfg: TrainConfig) -> tuple[TrainState, object]:
-    train, _ = datasets(cfg)
-    return build_state(cfg, train.boxes_wh(), len(train)), train
+    data = datasets(cfg)
+    return build_state(cfg, data.train.boxes_wh(), len(data.train), data.num_classes), data.train
 
 
 def train_to_end(cfg: TrainConfig) -> tuple[TrainState, dict]:
@@ -52,11 +52,11 @@ def train_to_end(cfg: TrainConfig) -> tuple[TrainState, dict]:
         for images, targets in epoch_batches(state, train):
             train_step(state, images, targets)
     seconds = time.perf_counter() - started
-    _, val = datasets(cfg)
-    ev = evaluate_model(state.model, val, cfg)
+    data = datasets(cfg)
+    ev = evaluate_model(state.model, data.val, cfg)
     anchors = state.model.anchors.wh().detach()
     return state, {
-        "error": matched_log_error(anchors, train.true_shapes()),
+        "error": None if data.true_shapes is None else matched_log_error(anchors, data.true_shapes),
         "ap50": ev["ap50"],
         "ap": ev["ap"],
         "seconds": seconds,

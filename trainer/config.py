@@ -45,8 +45,9 @@ def _default_shapes() -> list[ShapeComponent]:
     ]
 
 
-class DataConfig(_Section):
-    kind: Literal["synthetic"] = "synthetic"  # real formats come with the datasets issue
+class SyntheticConfig(_Section):
+    """The built-in dataset (data.source: synthetic): shapes drawn from a known mixture."""
+
     num_train: int = Field(default=2000, ge=1)  # images rendered for training
     num_val: int = Field(default=200, ge=1)  # images rendered for evaluation (a different seed)
     num_classes: int = Field(default=3, ge=1, le=3)  # synthetic classes: rectangle, ellipse, cross
@@ -54,13 +55,52 @@ class DataConfig(_Section):
     min_objects: int = Field(default=1, ge=0)
     shapes: list[ShapeComponent] = Field(default_factory=_default_shapes, min_length=1)
     shape_jitter: float = Field(default=0.08, ge=0, le=1)  # std of log w and log h around a shape
-    hflip: bool = True  # random horizontal flip during training (shape-preserving)
 
     @model_validator(mode="after")
-    def _check_counts(self) -> DataConfig:
+    def _check_counts(self) -> SyntheticConfig:
         if self.min_objects > self.max_objects:
-            raise ValueError("data.min_objects must be <= data.max_objects")
+            raise ValueError("data.synthetic.min_objects must be <= data.synthetic.max_objects")
         return self
+
+
+class AugmentConfig(_Section):
+    """Training-time augmentation (albumentations). Evaluation uses the letterbox resize only.
+
+    The geometric and colour ranges are YOLOv5-like values scaled down for small datasets and
+    short CPU runs; they are not tuned here. Synthetic images are already at the input size and
+    get the flip only.
+    """
+
+    hflip: float = Field(default=0.5, ge=0, le=1)  # probability of a horizontal flip
+    scale: float = Field(default=0.25, ge=0, lt=1)  # zoom by a factor drawn from [1 - scale, 1 + scale]
+    translate: float = Field(default=0.1, ge=0, le=0.5)  # shift by up to this fraction of the input
+    colour: float = Field(default=0.3, ge=0, le=1)  # brightness/contrast/saturation x [1 +- c], hue +- c/20
+    # A box cut by the image border is kept while this share of its area stays in view...
+    min_visibility: float = Field(default=0.3, ge=0, le=1)
+    # ...and while it is at least this many pixels wide and high at the input size.
+    min_size: float = Field(default=2.0, ge=0)
+
+
+class DataConfig(_Section):
+    # "synthetic" (built in), a local folder or annotation file, a file:// or an s3://bucket/prefix URI.
+    source: str = "synthetic"
+    # auto: detected from the layout (COCO annotations/*.json, YOLO images/+labels/+yaml, VOC
+    # Annotations/+ImageSets/, Brainwash *.idl); give it when a folder holds several.
+    format: Literal["auto", "coco", "yolo", "voc", "brainwash"] = "auto"
+    # Split names as the format calls them (COCO train2017, VOC trainval, a YOLO yaml key, a
+    # Brainwash .idl); "a+b" joins splits. Ignored when the source is a single annotation file.
+    train_split: str = "train"
+    val_split: str = "val"
+    # Bad lines and unreadable images are errors naming the file and line; with skip_bad they are
+    # skipped and counted in the dataset summary instead. Bad boxes are always clipped/dropped and counted.
+    skip_bad: bool = False
+    workers: int = Field(default=2, ge=0, le=64)  # DataLoader worker processes for real images
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.source == "synthetic"
 
 
 class ModelConfig(_Section):

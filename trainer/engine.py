@@ -2,9 +2,9 @@
 
 A run's whole state is `TrainState`: model (anchors included), optimizer, scheduler, and the global
 step. Everything else is derived from the step: the epoch and the position in it, whether the
-anchor warm-up is on, the data order (a permutation seeded by (seed, epoch)), and the flips of each
-batch (seeded by (seed, step)). So a checkpoint is exact: restored, a run continues bit for bit as
-if it had never stopped.
+anchor warm-up is on, the data order (a permutation seeded by (seed, epoch)), and each sample's
+augmentation (seeded by (seed, epoch, position)). So a checkpoint is exact: restored, a run
+continues bit for bit as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from trainer.anchors import initial_anchors
 from trainer.config import TrainConfig
-from trainer.data.batching import collate, hflip
+from trainer.data.batching import collate
 from trainer.decode import postprocess
 from trainer.evaluate import coco_eval
 from trainer.loss import yolo_loss
@@ -97,8 +97,9 @@ def lr_factors(cfg: TrainConfig, total_steps: int, groups: list[dict]) -> list:
     return [cosine if g.get("name") == "anchors" else network for g in groups]
 
 
-def build_state(cfg: TrainConfig, train_boxes_wh: Tensor, num_train: int) -> TrainState:
-    """A fresh run: anchors initialised from the training boxes, network seeded by `cfg.seed`."""
+def build_state(cfg: TrainConfig, train_boxes_wh: Tensor, num_train: int, num_classes: int) -> TrainState:
+    """A fresh run: anchors initialised from the training boxes (pixels at the input size), network
+    seeded by `cfg.seed`, a head for the dataset's `num_classes`."""
     if num_train < cfg.optim.batch_size:
         raise ValueError(
             f"optim.batch_size={cfg.optim.batch_size} is larger than the training set ({num_train} images)"
@@ -106,7 +107,7 @@ def build_state(cfg: TrainConfig, train_boxes_wh: Tensor, num_train: int) -> Tra
     init = initial_anchors(cfg.anchors, train_boxes_wh)
     with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
         torch.manual_seed(cfg.seed)
-        model = Detector(cfg, init)
+        model = Detector(cfg, init, num_classes)
     optimizer = build_optimizer(model, cfg)
     steps_per_epoch = num_train // cfg.optim.batch_size  # drop_last: every step sees a full batch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -115,15 +116,22 @@ def build_state(cfg: TrainConfig, train_boxes_wh: Tensor, num_train: int) -> Tra
     return TrainState(cfg, model, optimizer, scheduler, init.clone(), steps_per_epoch)
 
 
-class EpochSampler(Sampler[int]):
-    """Indices in a permutation seeded by (seed, epoch), starting at `start` (to resume mid-epoch)."""
+def sample_seed(seed: int, epoch: int, position: int) -> int:
+    """The augmentation seed of the sample at `position` of `epoch`'s order."""
+    return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1)[0])
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """(index, augmentation seed) pairs in a permutation seeded by (seed, epoch), from position
+    `start` on (to resume mid-epoch). Datasets augment a sample from its seed (trainer.data.datasets)."""
 
     def __init__(self, size: int, seed: int, epoch: int = 0, start: int = 0):
         self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=gen)[self.start :].tolist())
+        order = torch.randperm(self.size, generator=gen).tolist()
+        return ((order[p], sample_seed(self.seed, self.epoch, p)) for p in range(self.start, self.size))
 
     def __len__(self) -> int:
         return self.size - self.start
@@ -134,7 +142,14 @@ def epoch_batches(state: TrainState, dataset) -> DataLoader:
     bs = state.cfg.optim.batch_size
     start = (state.step % state.steps_per_epoch) * bs
     sampler = EpochSampler(len(dataset), state.cfg.seed, state.epoch, start)
-    return DataLoader(dataset, batch_size=bs, sampler=sampler, collate_fn=collate, drop_last=True)
+    return DataLoader(dataset, batch_size=bs, sampler=sampler, collate_fn=collate, drop_last=True,
+                      **_loader_workers(state.cfg))  # fmt: skip
+
+
+def _loader_workers(cfg: TrainConfig) -> dict:
+    """Worker processes decode and augment real images; the synthetic set is already in memory."""
+    workers = 0 if cfg.data.is_synthetic else cfg.data.workers
+    return {"num_workers": workers, "prefetch_factor": 4 if workers else None}
 
 
 def train_step(state: TrainState, images: Tensor, targets: Tensor) -> tuple[dict[str, float], dict]:
@@ -144,9 +159,6 @@ def train_step(state: TrainState, images: Tensor, targets: Tensor) -> tuple[dict
     """
     cfg, model = state.cfg, state.model
     model.train()
-    if cfg.data.hflip:
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.step)
-        images, targets = hflip(images, targets, torch.rand(len(images), generator=gen) < 0.5)
     warm = state.in_warmup
     soft = cfg.tricks.soft_assign if warm and cfg.tricks.soft_assign.enabled else None
     cluster = cfg.tricks.clustering.weight if warm and cfg.tricks.clustering.enabled else 0.0
@@ -163,27 +175,28 @@ def train_step(state: TrainState, images: Tensor, targets: Tensor) -> tuple[dict
 
 
 @torch.no_grad()
-def evaluate_model(model: Detector, dataset, cfg: TrainConfig, batch_size: int = 64) -> dict:
-    """COCO metrics of the model on `dataset` (eval mode: running BN statistics)."""
+def evaluate_model(model: Detector, dataset, cfg: TrainConfig, batch_size: int = 32) -> dict:
+    """COCO and VOC07 metrics of the model on `dataset` (eval mode: running BN statistics).
+
+    Predictions are mapped back to each original image and scored against its original boxes,
+    crowd and difficult ones included as ignored (trainer.evaluate)."""
     model.eval()
-    gts, dets = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
-    for images, targets in loader:
+    gts, dets, sizes = [], [], []
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate, **_loader_workers(cfg))
+    for images, _ in loader:
         pred, log_anchors = model(images.float() / 255)
-        dets += postprocess(
-            pred,
-            log_anchors,
-            model.stride,
-            cfg.eval.conf_threshold,
-            cfg.eval.nms_iou,
-            cfg.eval.max_detections,
+        found = postprocess(
+            pred, log_anchors, model.stride, cfg.eval.conf_threshold, cfg.eval.nms_iou, cfg.eval.max_detections
         )
-        for i in range(len(images)):
-            t = targets[targets[:, 0] == i]
-            gts.append({"boxes": t[:, 2:6].numpy(), "labels": t[:, 1].long().numpy()})
-    size = cfg.model.image_size
-    dets_np = [{k: v.numpy() for k, v in d.items()} for d in dets]
-    return coco_eval(gts, dets_np, cfg.data.num_classes, [(size, size)] * len(gts))
+        for d in found:
+            i = len(gts)
+            gt = dataset.ground_truth(i)
+            sizes.append(gt.pop("size"))
+            gts.append(gt)
+            det = {k: v.numpy() for k, v in d.items()}
+            det["boxes"] = dataset.to_original(i, det["boxes"])
+            dets.append(det)
+    return coco_eval(gts, dets, model.num_classes, sizes)
 
 
 # --- checkpoints ---------------------------------------------------------------------------------

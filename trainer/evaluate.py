@@ -1,7 +1,22 @@
 """Detection accuracy, computed by pycocotools' COCOeval (never a hand-written AP).
 
-Ground truth and detections are xyxy pixels in the same image coordinates. Returns COCO's
-AP@[.5:.95], AP50, AP75 and per-class AP50 (all in [0, 1]; -1 where a class has no ground truth).
+Ground truth and detections are xyxy pixels in the same image coordinates (the original images',
+for real datasets). Returns COCO's AP@[.5:.95], AP50, AP75 and per-class AP and AP50, and the
+VOC07 11-point AP50 the paper reports (all in [0, 1]; -1 where a class has no ground truth).
+
+Ignored boxes, as each benchmark defines them:
+- COCO crowd boxes (`iscrowd`): COCOeval's own rule. A detection on a crowd region is neither a
+  true nor a false positive, and it is matched by intersection over the detection's area.
+- VOC difficult boxes (`difficult`): a detection matching one is neither a true nor a false
+  positive, and a missed one is no miss. COCOeval only knows `iscrowd`, so `_IgnoringEval` marks
+  difficult boxes ignored after COCOeval prepares them (with ordinary IoU matching).
+
+VOC07 11-point AP50 is the same COCOeval matching at IoU 0.5 with precision interpolated at the
+11 recall points 0, 0.1, ..., 1 (max precision at recall >= r, averaged), no area ranges and no
+per-image detection cap beyond the detector's own. It differs from the VOC devkit only in details
+of matching: COCOeval matches detections greedily to the best still-unmatched box, the devkit to
+the best box overall (a duplicate is a false positive either way), and the devkit's "+1" pixel
+convention in IoU.
 """
 
 from __future__ import annotations
@@ -20,6 +35,38 @@ def _xyxy_to_xywh(b: np.ndarray) -> np.ndarray:
     return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
 
 
+class _IgnoringEval(COCOeval):
+    """COCOeval that also ignores boxes marked `difficult` (it only knows `iscrowd` by itself)."""
+
+    def _prepare(self):
+        super()._prepare()
+        for boxes in self._gts.values():
+            for g in boxes:
+                g["ignore"] = int(bool(g.get("iscrowd")) or bool(g.get("difficult")))
+
+
+def _run(coco_gt: COCO, coco_dt: COCO, voc07: bool) -> COCOeval:
+    ev = _IgnoringEval(coco_gt, coco_dt, "bbox")
+    if voc07:
+        ev.params.iouThrs = np.array([0.5])
+        ev.params.recThrs = np.linspace(0.0, 1.0, 11)
+        ev.params.areaRng, ev.params.areaRngLbl = [[0.0, 1e10]], ["all"]
+        ev.params.maxDets = [1_000_000]  # no cap beyond the detector's own
+    ev.evaluate()
+    ev.accumulate()
+    return ev
+
+
+def _class_means(precision: np.ndarray, num_classes: int) -> list[float]:
+    """Per class: mean of the valid precision entries over all but the class axis, -1 if none.
+    `precision` is COCOeval's [T, R, K] slice (IoU thresholds, recall points, classes)."""
+    out = []
+    for k in range(num_classes):
+        p = precision[:, :, k]
+        out.append(float(p[p > -1].mean()) if (p > -1).any() else -1.0)
+    return out
+
+
 def coco_eval(
     ground_truth: Sequence[dict],
     detections: Sequence[dict],
@@ -28,7 +75,8 @@ def coco_eval(
 ) -> dict:
     """COCO-style metrics over a set of images.
 
-    ground_truth  per image: {"boxes": [n, 4] xyxy px, "labels": [n] class ids, "iscrowd": [n] (optional)}
+    ground_truth  per image: {"boxes": [n, 4] xyxy px, "labels": [n] class ids,
+                              "iscrowd": [n] bool (optional), "difficult": [n] bool (optional)}
     detections    per image: {"boxes": [m, 4] xyxy px, "scores": [m], "labels": [m]}
     image_sizes   per image: (height, width)
     """
@@ -37,9 +85,11 @@ def coco_eval(
         zip(ground_truth, detections, image_sizes, strict=True)
     ):
         images.append({"id": img_id, "height": int(height), "width": int(width)})
-        crowd = np.asarray(gt.get("iscrowd", np.zeros(len(gt["labels"]))), dtype=int).reshape(-1)
-        for box, label, is_crowd in zip(
-            _xyxy_to_xywh(gt["boxes"]), np.asarray(gt["labels"]).reshape(-1), crowd, strict=True
+        n = len(np.asarray(gt["labels"]).reshape(-1))
+        crowd = np.asarray(gt.get("iscrowd", np.zeros(n)), dtype=int).reshape(-1)
+        difficult = np.asarray(gt.get("difficult", np.zeros(n)), dtype=int).reshape(-1)
+        for box, label, is_crowd, is_difficult in zip(
+            _xyxy_to_xywh(gt["boxes"]), np.asarray(gt["labels"]).reshape(-1), crowd, difficult, strict=True
         ):
             annotations.append(
                 {
@@ -49,6 +99,7 @@ def coco_eval(
                     "bbox": box.tolist(),
                     "area": float(box[2] * box[3]),
                     "iscrowd": int(is_crowd),
+                    "difficult": int(is_difficult),
                 }
             )
         det_boxes = _xyxy_to_xywh(det["boxes"])
@@ -62,9 +113,11 @@ def coco_eval(
                 {"image_id": img_id, "category_id": int(label), "bbox": box.tolist(), "score": float(score)}
             )
 
-    empty = {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "per_class_ap50": [-1.0] * num_classes}
+    none = [-1.0] * num_classes
+    empty = {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "voc07_ap50": 0.0}
+    empty |= {"per_class_ap": none, "per_class_ap50": none, "per_class_voc07_ap50": none}
     if not annotations:
-        return empty | {"ap": -1.0, "ap50": -1.0, "ap75": -1.0}
+        return empty | {"ap": -1.0, "ap50": -1.0, "ap75": -1.0, "voc07_ap50": -1.0}
     if not results:
         return empty
 
@@ -77,20 +130,20 @@ def coco_eval(
         }
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(results)
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
-        ev.evaluate()
-        ev.accumulate()
+        ev = _run(coco_gt, coco_dt, voc07=False)
         ev.summarize()
-    # precision: [T iou thresholds, R recall points, K classes, area ranges, max dets]; area "all",
-    # 100 detections; IoU threshold index 0 is 0.5.
-    precision = ev.eval["precision"][0, :, :, 0, -1]
-    per_class = [
-        float(precision[:, k][precision[:, k] > -1].mean()) if (precision[:, k] > -1).any() else -1.0
-        for k in range(num_classes)
-    ]
+        voc = _run(coco_gt, coco_dt, voc07=True)
+    # precision: [T iou thresholds, R recall points, K classes, area ranges, max dets]; area "all"
+    # is index 0, 100 detections the last; IoU threshold index 0 is 0.5.
+    precision = ev.eval["precision"][:, :, :, 0, -1]
+    per_class_voc = _class_means(voc.eval["precision"][:, :, :, 0, 0], num_classes)
+    valid_voc = [v for v in per_class_voc if v > -1]
     return {
         "ap": float(ev.stats[0]),
         "ap50": float(ev.stats[1]),
         "ap75": float(ev.stats[2]),
-        "per_class_ap50": per_class,
+        "voc07_ap50": float(np.mean(valid_voc)) if valid_voc else -1.0,
+        "per_class_ap": _class_means(precision, num_classes),
+        "per_class_ap50": _class_means(precision[:1], num_classes),
+        "per_class_voc07_ap50": per_class_voc,
     }

@@ -136,14 +136,14 @@ class Detector(nn.Module):
     The anchors go through `forward` so that DDP sees them used like any other parameter.
     """
 
-    def __init__(self, cfg: TrainConfig, anchors_wh: Tensor):
+    def __init__(self, cfg: TrainConfig, anchors_wh: Tensor, num_classes: int):
         super().__init__()
         if cfg.model.backbone == "darknet19":
             self.backbone: nn.Module = Darknet19()
         else:
             self.backbone = TinyBackbone(cfg.model.width)
         self.stride: int = self.backbone.stride
-        self.num_classes = cfg.data.num_classes
+        self.num_classes = num_classes  # from the dataset
         self.head = YoloHead(
             self.backbone.out_channels, cfg.anchors.num, self.num_classes, cfg.tricks.bn_no_shift
         )

@@ -1,6 +1,7 @@
 """A run's outputs in a folder, laid out like a job's prefix in storage (DESIGN.md, "Storage layout"):
 
     config.yaml                 the resolved configuration
+    dataset.json                dataset summary of both splits: images, boxes, classes, bad data
     anchors/<step:08d>.json     anchor snapshot: step, epoch, anchors in px and grid cells, fit metrics
     metrics/<epoch:04d>.json    per-epoch losses, learning rates, evaluation
     result.json                 final anchors, metrics, artifact keys
@@ -24,6 +25,7 @@ SNAPSHOT_PREFIX = "anchors/"
 METRICS_PREFIX = "metrics/"
 RESULT_KEY = "result.json"
 CONFIG_KEY = "config.yaml"
+DATASET_KEY = "dataset.json"
 CHECKPOINT_KEY = "checkpoints/last.pt"
 ANCHORS_PLOT_KEY = "artifacts/anchors.png"
 LOSSES_PLOT_KEY = "artifacts/losses.png"

@@ -17,7 +17,7 @@ import yaml
 
 from trainer.anchors import anchor_fit, matched_log_error, pixels_to_cells
 from trainer.config import TrainConfig
-from trainer.data.synthetic import build_synthetic
+from trainer.data.datasets import build_datasets
 from trainer.engine import (
     TrainState,
     build_state,
@@ -31,6 +31,7 @@ from trainer.outputs import (
     ANCHORS_PLOT_KEY,
     CHECKPOINT_KEY,
     CONFIG_KEY,
+    DATASET_KEY,
     LOSSES_PLOT_KEY,
     METRICS_PREFIX,
     RESULT_KEY,
@@ -111,10 +112,10 @@ def train(
     """
     emit = progress or (lambda event: None)
     writer = RunWriter(out_dir)
-    train_set, val_set = build_synthetic(cfg.data, cfg.model.image_size, cfg.seed)
+    data = build_datasets(cfg)
+    train_set, val_set, true_shapes = data.train, data.val, data.true_shapes
     boxes_wh = train_set.boxes_wh()
-    true_shapes = train_set.true_shapes()
-    state = build_state(cfg, boxes_wh, len(train_set))
+    state = build_state(cfg, boxes_wh, len(train_set), data.num_classes)
 
     if resume and writer.exists(CHECKPOINT_KEY):
         load_checkpoint(state, writer.path(CHECKPOINT_KEY))
@@ -122,10 +123,10 @@ def train(
     else:
         writer.clear()
         writer.write_bytes(CONFIG_KEY, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).encode())
+        writer.write_json(DATASET_KEY, data.summary() | {"class_names": data.class_names})
         writer.write_json(snapshot_key(0), _snapshot(state, boxes_wh, None))
-    emit(
-        {"kind": "start", "step": state.step, "total": state.total_steps, "init": state.init_anchors.tolist()}
-    )
+    emit({"kind": "start", "step": state.step, "total": state.total_steps, "init": state.init_anchors.tolist(),
+          "dataset": data.summary()})  # fmt: skip
 
     started = time.monotonic()
     start_step = state.step
@@ -194,7 +195,9 @@ def _result(state: TrainState, boxes_wh, true_shapes, writer: RunWriter, elapsed
         },
         "fit": {"init": anchor_fit(state.init_anchors, boxes_wh), "final": anchor_fit(final, boxes_wh)},
         "eval": last_metrics["eval"],
-        "synthetic": {
+        "synthetic": None
+        if true_shapes is None
+        else {
             "true_shapes": _round(true_shapes),
             "log_error_init": _matched_or_none(state.init_anchors, true_shapes),
             "log_error_final": _matched_or_none(final, true_shapes),
@@ -204,6 +207,7 @@ def _result(state: TrainState, boxes_wh, true_shapes, writer: RunWriter, elapsed
             "losses_plot": LOSSES_PLOT_KEY,
             "checkpoint": CHECKPOINT_KEY,
             "config": CONFIG_KEY,
+            "dataset": DATASET_KEY,
         },
     }
 

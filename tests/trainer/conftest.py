@@ -8,7 +8,7 @@ from trainer.config import TrainConfig, apply_overrides
 def small_config(*overrides: str) -> TrainConfig:
     """A run small enough for a unit test: 64 px input, 64 images, batches of 8, 16 steps."""
     base = {
-        "data": {"num_train": 64, "num_val": 16},
+        "data": {"synthetic": {"num_train": 64, "num_val": 16}},
         "model": {"image_size": 64, "width": 0.5},
         "optim": {"batch_size": 8, "epochs": 2, "lr_warmup_steps": 2},
         "tricks": {"warmup_steps": 6},

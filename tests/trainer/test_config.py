@@ -34,7 +34,7 @@ def test_errors_name_the_file_and_field(tmp_path):
     with pytest.raises(ValueError, match="anchors.values has 2 pairs"):
         load_config(None, ["anchors.init=list", "anchors.values=[[1, 2], [3, 4]]"])
     with pytest.raises(ValueError, match="min_objects"):
-        load_config(None, ["data.min_objects=5", "data.max_objects=2"])
+        load_config(None, ["data.synthetic.min_objects=5", "data.synthetic.max_objects=2"])
     with pytest.raises(ValueError, match="seed"):
         load_config(None, ["seed.x=1"])
     path.write_text("- a list\n")

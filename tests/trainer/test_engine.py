@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from trainer.data.synthetic import build_synthetic
+from trainer.data.datasets import build_datasets
 from trainer.engine import (
     EpochSampler,
     build_state,
@@ -16,8 +16,8 @@ from .conftest import small_config
 
 
 def fresh(cfg):
-    train, _ = build_synthetic(cfg.data, cfg.model.image_size, cfg.seed)
-    return build_state(cfg, train.boxes_wh(), len(train)), train
+    data = build_datasets(cfg)
+    return build_state(cfg, data.train.boxes_wh(), len(data.train), data.num_classes), data.train
 
 
 def run_until(state, data, step):
@@ -59,7 +59,8 @@ def test_learned_anchors_move():
 
 def test_sampler_is_a_seeded_permutation_per_epoch():
     a = list(EpochSampler(20, seed=1, epoch=0))
-    assert sorted(a) == list(range(20))
+    assert sorted(i for i, _ in a) == list(range(20))
+    assert len({seed for _, seed in a}) == 20  # every sample its own augmentation seed
     assert a == list(EpochSampler(20, seed=1, epoch=0))
     assert a != list(EpochSampler(20, seed=1, epoch=1))
     assert list(EpochSampler(20, seed=1, epoch=0, start=8)) == a[8:]

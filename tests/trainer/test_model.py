@@ -39,9 +39,9 @@ def test_objectness_starts_low():
 
 def test_tiny_detector_shapes_and_anchors_are_parameters():
     cfg = small_config("model.image_size=64")
-    model = Detector(cfg, torch.full((5, 2), 12.0))
+    model = Detector(cfg, torch.full((5, 2), 12.0), 3)
     pred, log_anchors = model(torch.rand(2, 3, 64, 64))
-    assert model.stride == 16 and pred.shape == (2, 5, 4, 4, 5 + cfg.data.num_classes)
+    assert model.stride == 16 and pred.shape == (2, 5, 4, 4, 5 + 3)
     torch.testing.assert_close(log_anchors, torch.full((5, 2), 12.0).log())
     assert log_anchors.requires_grad
     assert "anchors.log_wh" in model.state_dict()
@@ -50,14 +50,14 @@ def test_tiny_detector_shapes_and_anchors_are_parameters():
 
 def test_frozen_detector_anchors():
     cfg = small_config("anchors.learn=false")
-    model = Detector(cfg, torch.full((5, 2), 12.0))
+    model = Detector(cfg, torch.full((5, 2), 12.0), 3)
     _, log_anchors = model(torch.rand(1, 3, 64, 64))
     assert not log_anchors.requires_grad
 
 
 def test_darknet19_detector_stride_32():
     cfg = TrainConfig.model_validate({"model": {"backbone": "darknet19", "image_size": 64}})
-    model = Detector(cfg, torch.full((5, 2), 40.0)).eval()
+    model = Detector(cfg, torch.full((5, 2), 40.0), 3).eval()
     with torch.no_grad():
         pred, _ = model(torch.rand(1, 3, 64, 64))
     assert model.stride == 32 and pred.shape == (1, 5, 2, 2, 8)

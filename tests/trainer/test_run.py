@@ -18,8 +18,8 @@ def short_run(tmp_path_factory):
         None,
         [
             "anchors.init=identical",
-            "data.num_train=640",
-            "data.num_val=32",
+            "data.synthetic.num_train=640",
+            "data.synthetic.num_val=32",
             "optim.batch_size=16",
             "optim.epochs=4",
             "tricks.warmup_steps=120",

@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from trainer.config import DataConfig
-from trainer.data.batching import collate, hflip
+from trainer.config import SyntheticConfig
+from trainer.data.batching import collate
 from trainer.data.synthetic import SyntheticShapes, build_synthetic
 
 
 def test_rendering_is_deterministic_from_the_seed():
-    cfg = DataConfig(num_train=8, num_val=4)
+    cfg = SyntheticConfig(num_train=8, num_val=4)
     a = SyntheticShapes(cfg, 64, 8, seed=3)
     b = SyntheticShapes(cfg, 64, 8, seed=3)
     c = SyntheticShapes(cfg, 64, 8, seed=4)
@@ -18,7 +18,7 @@ def test_rendering_is_deterministic_from_the_seed():
 
 
 def test_boxes_lie_inside_the_image_with_valid_classes():
-    cfg = DataConfig(num_train=50)
+    cfg = SyntheticConfig(num_train=50)
     data = SyntheticShapes(cfg, 128, 50, seed=0)
     assert data.images.dtype == torch.uint8 and data.images.shape == (50, 3, 128, 128)
     t = torch.cat(data.targets)
@@ -30,7 +30,7 @@ def test_boxes_lie_inside_the_image_with_valid_classes():
 
 
 def test_box_shapes_follow_the_mixture():
-    cfg = DataConfig(num_train=400)
+    cfg = SyntheticConfig(num_train=400)
     data = SyntheticShapes(cfg, 128, 400, seed=0)
     logs = data.boxes_wh().log()
     true = data.true_shapes().log()
@@ -42,24 +42,36 @@ def test_box_shapes_follow_the_mixture():
 
 
 def test_images_without_objects_and_validation_split():
-    cfg = DataConfig(num_train=4, num_val=3, min_objects=0, max_objects=0)
+    cfg = SyntheticConfig(num_train=4, num_val=3, min_objects=0, max_objects=0)
     train, val = build_synthetic(cfg, 64, seed=0)
     assert len(train) == 4 and len(val) == 3 and train.boxes_wh().shape == (0, 2)
     images, targets = collate([train[0], train[1]])
     assert images.shape == (2, 3, 64, 64) and targets.shape == (0, 6)
 
 
-def test_collate_and_flip_keep_boxes_on_their_objects():
-    data = SyntheticShapes(DataConfig(), 64, 4, seed=1)
+def test_collate_keeps_image_order():
+    data = SyntheticShapes(SyntheticConfig(), 64, 4, seed=1)
     images, targets = collate([data[i] for i in range(4)])
+    assert images.shape == (4, 3, 64, 64)
     assert targets[:, 0].tolist() == sorted(targets[:, 0].tolist())
-    flip = torch.tensor([True, False, True, False])
-    f_images, f_targets = hflip(images, targets, flip)
-    assert torch.equal(f_images[0], images[0].flip(-1)) and torch.equal(f_images[1], images[1])
-    for row, orig in zip(f_targets, targets, strict=True):
-        if flip[int(row[0])]:
-            assert row[2].item() == pytest.approx(64 - orig[4].item())
-            assert row[4].item() == pytest.approx(64 - orig[2].item())
+    assert torch.equal(targets[targets[:, 0] == 2, 1:], data[2][1])
+
+
+def test_training_view_flips_from_the_seed_and_boxes_follow():
+    data = SyntheticShapes(SyntheticConfig(), 64, 4, seed=1, hflip=0.5)
+    image, target = data[1]
+    flips = 0
+    for seed in range(20):
+        a_image, a_target = data[(1, seed)]
+        b_image, b_target = data[(1, seed)]
+        assert torch.equal(a_image, b_image) and torch.equal(a_target, b_target)  # a function of the seed
+        if torch.equal(a_image, image.flip(-1)):
+            flips += 1
+            torch.testing.assert_close(a_target[:, 1], 64 - target[:, 3])
+            torch.testing.assert_close(a_target[:, 3], 64 - target[:, 1])
+            torch.testing.assert_close(a_target[:, [0, 2, 4]], target[:, [0, 2, 4]])
         else:
-            assert torch.equal(row, orig)
-    torch.testing.assert_close(hflip(*hflip(images, targets, flip), flip)[1], targets)
+            assert torch.equal(a_image, image) and torch.equal(a_target, target)
+    assert 3 <= flips <= 17
+    no_flip = SyntheticShapes(SyntheticConfig(), 64, 4, seed=1)
+    assert all(torch.equal(no_flip[(1, s)][0], image) for s in range(5))

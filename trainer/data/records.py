@@ -174,6 +174,17 @@ def read_image_size(path: Path) -> tuple[int, int]:
         raise ValueError(f"not a readable image ({exc.__class__.__name__})") from None
 
 
+def size_range(wh: np.ndarray) -> dict | None:
+    """Min, median and max of box widths and heights [N, 2] (None without boxes), for summaries."""
+    if len(wh) == 0:
+        return None
+    out = {}
+    for name, col in (("w", wh[:, 0]), ("h", wh[:, 1])):
+        out |= {f"min_{name}": float(col.min()), f"median_{name}": float(np.median(col))}
+        out[f"max_{name}"] = float(col.max())
+    return {k: round(v, 2) for k, v in out.items()}
+
+
 @dataclass
 class DetectionSet:
     """A dataset split as records, with its class names and what the bad-data policy did."""
@@ -213,17 +224,6 @@ class DetectionSet:
             crowd += int(r.crowd.sum())
             difficult += int(r.difficult.sum())
             empty_images += int(len(r.boxes) == 0)
-        wh = self.boxes_wh(None, trainable_only=False)
-        size = None
-        if len(wh):
-            size = {
-                "min_w": round(float(wh[:, 0].min()), 2),
-                "max_w": round(float(wh[:, 0].max()), 2),
-                "min_h": round(float(wh[:, 1].min()), 2),
-                "max_h": round(float(wh[:, 1].max()), 2),
-                "median_w": round(float(np.median(wh[:, 0])), 2),
-                "median_h": round(float(np.median(wh[:, 1])), 2),
-            }
         return {
             "name": self.name,
             "format": self.format,
@@ -234,7 +234,7 @@ class DetectionSet:
             "difficult": difficult,
             "classes": self.num_classes,
             "per_class": {self.class_names[c]: per_class.get(c, 0) for c in range(self.num_classes)},
-            "box_size_px": size,  # original image pixels
+            "box_size_px": size_range(self.boxes_wh(None, trainable_only=False)),  # original pixels
             "bad_data": self.report.as_dict(),
         }
 

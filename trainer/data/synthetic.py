@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from trainer.config import DataConfig
+from trainer.config import SyntheticConfig
+from trainer.data.records import size_range
 
 _HUES = np.array([[220, 60, 50], [60, 200, 70], [60, 90, 230]], dtype=np.float32)  # per class
 _MAX_PLACEMENT_TRIES = 30
@@ -53,7 +54,7 @@ def _draw(canvas: np.ndarray, cls: int, box: np.ndarray, colour: np.ndarray) -> 
     region[mask] = colour
 
 
-def render_image(cfg: DataConfig, image_size: int, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+def render_image(cfg: SyntheticConfig, image_size: int, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
     """One image and its labels. Returns (uint8 [S, S, 3], float32 [k, 5] = class, x1, y1, x2, y2)."""
     rng = np.random.default_rng([seed, index])
     s = image_size
@@ -94,20 +95,35 @@ def render_image(cfg: DataConfig, image_size: int, seed: int, index: int) -> tup
 
 
 class SyntheticShapes(Dataset):
-    """`num_images` rendered images at `image_size`. Item: (uint8 [3, S, S], float32 [k, 5])."""
+    """`num_images` rendered images at `image_size`. Item: (uint8 [3, S, S], float32 [k, 5]).
 
-    def __init__(self, cfg: DataConfig, image_size: int, num_images: int, seed: int):
-        self.cfg, self.image_size, self.seed = cfg, image_size, seed
+    Keys follow the trainer's dataset protocol: `i` is the image as rendered (evaluation), `(i, seed)`
+    is it flipped horizontally with probability `hflip`, drawn from `seed` (training). The images
+    are already at the input size, so the letterbox is the identity.
+    """
+
+    def __init__(self, cfg: SyntheticConfig, image_size: int, num_images: int, seed: int, hflip: float = 0.0):
+        self.cfg, self.image_size, self.seed, self.hflip = cfg, image_size, seed, hflip
         rendered = [render_image(cfg, image_size, seed, i) for i in range(num_images)]
         self.images = torch.from_numpy(np.stack([im for im, _ in rendered])).permute(0, 3, 1, 2).contiguous()
         self.targets = [torch.from_numpy(t) for _, t in rendered]
         self.class_names = ["rectangle", "ellipse", "frame"][: cfg.num_classes]
 
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.images[i], self.targets[i]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        image, target = self.images[index], self.targets[index]
+        if seed is not None and self.hflip and np.random.default_rng(seed).random() < self.hflip:
+            image = image.flip(-1)
+            target = target.clone()
+            target[:, [1, 3]] = self.image_size - target[:, [3, 1]]
+        return image, target
 
     def boxes_wh(self) -> Tensor:
         """[N, 2] shapes of every box in the set, pixels at the input size."""
@@ -118,9 +134,36 @@ class SyntheticShapes(Dataset):
         """[K, 2] the mixture's shapes: what ideal anchors recover."""
         return torch.tensor([[c.w, c.h] for c in self.cfg.shapes], dtype=torch.float32)
 
+    def ground_truth(self, index: int) -> dict:
+        t = self.targets[index].numpy()
+        return {"boxes": t[:, 1:5].astype(np.float64), "labels": t[:, 0].astype(np.int64),
+                "size": (self.image_size, self.image_size)}  # fmt: skip
 
-def build_synthetic(cfg: DataConfig, image_size: int, seed: int) -> tuple[SyntheticShapes, SyntheticShapes]:
+    def to_original(self, index: int, boxes: np.ndarray) -> np.ndarray:
+        return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+    def summary(self) -> dict:
+        wh = self.boxes_wh().numpy()
+        counts = np.bincount(torch.cat(self.targets)[:, 0].long().numpy(), minlength=self.num_classes)
+        return {
+            "name": f"synthetic (seed {self.seed})",
+            "format": "synthetic",
+            "images": len(self),
+            "images_without_boxes": sum(int(len(t) == 0) for t in self.targets),
+            "boxes": int(len(wh)),
+            "crowd": 0,
+            "difficult": 0,
+            "classes": self.num_classes,
+            "per_class": dict(zip(self.class_names, counts.tolist(), strict=True)),
+            "box_size_px": size_range(wh),
+            "bad_data": None,
+        }
+
+
+def build_synthetic(
+    cfg: SyntheticConfig, image_size: int, seed: int, hflip: float = 0.0
+) -> tuple[SyntheticShapes, SyntheticShapes]:
     """(train, val) sets; the validation set is rendered from a different seed stream."""
-    train = SyntheticShapes(cfg, image_size, cfg.num_train, seed=seed)
+    train = SyntheticShapes(cfg, image_size, cfg.num_train, seed=seed, hflip=hflip)
     val = SyntheticShapes(cfg, image_size, cfg.num_val, seed=seed + 10_000)
     return train, val

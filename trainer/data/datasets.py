@@ -1,0 +1,64 @@
+"""The training and validation datasets a config names, behind one protocol the engine relies on.
+
+Protocol (SyntheticShapes and ImageDataset both follow it):
+    ds[i]            -> (uint8 [3, S, S], float32 [k, 5] = class, x1, y1, x2, y2 px at the input):
+                        evaluation view (letterbox only)
+    ds[(i, seed)]    -> the same, augmented with random draws from `seed` (training view)
+    len(ds), ds.class_names, ds.num_classes
+    ds.boxes_wh()    -> [N, 2] training box shapes, pixels at the input size (anchor init, fit metrics)
+    ds.ground_truth(i) -> {"boxes" [n, 4] original px, "labels", "iscrowd"?, "difficult"?, "size" (h, w)}
+    ds.to_original(i, boxes [m, 4] at the input) -> [m, 4] original px
+    ds.summary()     -> the dataset summary stored with every run
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from trainer.config import TrainConfig
+from trainer.data.records import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Datasets:
+    train: object
+    val: object
+    class_names: list[str]
+    true_shapes: Tensor | None  # the synthetic mixture's shapes; None for real data
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def summary(self) -> dict:
+        return {"train": self.train.summary(), "val": self.val.summary()}
+
+
+def build_datasets(cfg: TrainConfig) -> Datasets:
+    """Renders the synthetic set, or reads the configured dataset's two splits (local or s3://)."""
+    size, data = cfg.model.image_size, cfg.data
+    if data.is_synthetic:
+        from trainer.data.synthetic import build_synthetic
+
+        train, val = build_synthetic(data.synthetic, size, cfg.seed, hflip=data.augment.hflip)
+        return Datasets(train, val, train.class_names, train.true_shapes())
+
+    from trainer.data.images import ImageDataset
+    from trainer.data.sources import open_dataset
+
+    splits = {}
+    for role, split in (("train", data.train_split), ("val", data.val_split)):
+        splits[role] = open_dataset(data.source, data.format, split, skip_bad=data.skip_bad)
+        log.info("%s split %r: %d images", role, split, len(splits[role]))
+    if splits["train"].class_names != splits["val"].class_names:
+        raise DataError(
+            f"{data.source}: the {data.train_split!r} and {data.val_split!r} splits name different classes"
+        )
+    train = ImageDataset(splits["train"], size, data.augment)
+    val = ImageDataset(splits["val"], size)
+    return Datasets(train, val, train.class_names, None)

@@ -1,0 +1,89 @@
+"""A torch Dataset over a `DetectionSet` of real images: decode, letterbox or augment, to tensors.
+
+Keys follow the trainer's dataset protocol (trainer.data.datasets): an `int` gives the image
+letterboxed only (evaluation); an `(int, seed)` pair gives it augmented with that seed (training).
+Items are (uint8 [3, S, S], float32 [k, 5] = class, x1, y1, x2, y2 pixels at the input). Crowd and
+difficult boxes are not training targets; evaluation reads them from `ground_truth`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from trainer.config import AugmentConfig
+from trainer.data.augment import Letterbox, apply, eval_transform, train_transform
+from trainer.data.records import DataError, DetectionSet, ImageRecord
+
+
+def decode_rgb(path) -> np.ndarray:
+    """The image as RGB uint8 [H, W, 3]. DataError naming the file when it cannot be decoded."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"{path}: cannot decode this image (missing, truncated or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class ImageDataset(Dataset):
+    """`data` at a square input of `image_size`; augmented for training when `augment` is given."""
+
+    def __init__(self, data: DetectionSet, image_size: int, augment: AugmentConfig | None = None):
+        self.data = data
+        self.image_size = image_size
+        self.class_names = list(data.class_names)
+        self._eval = eval_transform(image_size)
+        self._train = train_transform(image_size, augment) if augment is not None else None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.data.records)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        record = self.data.records[index]
+        image = decode_rgb(record.image)
+        if image.shape[:2] != (record.height, record.width):
+            raise DataError(
+                f"{record.image}: image is {image.shape[1]}x{image.shape[0]} but its annotation says "
+                f"{record.width}x{record.height}"
+            )
+        keep = record.trainable
+        transform = self._train if seed is not None and self._train is not None else self._eval
+        out, boxes, classes = apply(transform, image, record.boxes[keep], record.classes[keep], seed)
+        target = np.concatenate([classes[:, None].astype(np.float32), boxes], axis=1)
+        return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))), torch.from_numpy(target)
+
+    # --- what evaluation and anchor fitting read ---------------------------------------------------
+
+    def letterbox(self, index: int) -> Letterbox:
+        r = self.data.records[index]
+        return Letterbox(r.width, r.height, self.image_size)
+
+    def boxes_wh(self) -> Tensor:
+        """[N, 2] training box shapes in pixels at the input size (letterbox scale)."""
+        return torch.from_numpy(self.data.boxes_wh(self.image_size))
+
+    def ground_truth(self, index: int) -> dict:
+        """The original image's boxes with their ignore flags, and its (height, width)."""
+        r: ImageRecord = self.data.records[index]
+        return {
+            "boxes": r.boxes.astype(np.float64),
+            "labels": r.classes,
+            "iscrowd": r.crowd,
+            "difficult": r.difficult,
+            "size": (r.height, r.width),
+        }
+
+    def to_original(self, index: int, boxes: np.ndarray) -> np.ndarray:
+        """[m, 4] xyxy at the input -> the original image's pixels."""
+        return self.letterbox(index).to_original(boxes)
+
+    def summary(self) -> dict:
+        return self.data.summary()
