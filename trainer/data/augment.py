@@ -1,9 +1,10 @@
 """Image and box transforms to the model's square input, built on albumentations.
 
-Evaluation: the letterbox only (scale the longer side to S, pad the shorter one evenly with grey),
-so a prediction maps back to the original image exactly (`Letterbox.to_original`). Training: the
-letterbox, then random zoom and shift, horizontal flip and colour jitter, with the boxes moved by
-the same transforms; boxes pushed mostly out of view or under `min_size` pixels are dropped.
+Every image first goes through the letterbox (scale the longer side to S, pad the shorter one
+evenly with grey), which is deterministic, so a prediction maps back to the original image exactly
+(`Letterbox.to_original`) and the result can be cached. Evaluation stops there. Training then
+applies the jitter: random zoom and shift, horizontal flip and colour, with the boxes moved by the
+same transforms; boxes pushed mostly out of view or under `min_size` pixels are dropped.
 
 Every random draw comes from the seed passed with each sample, so an epoch's augmentation is a
 function of (run seed, epoch, position) and a resumed run sees exactly the images it would have.
@@ -59,13 +60,6 @@ class Letterbox:
         return np.clip(out, 0, [self.width, self.height, self.width, self.height])
 
 
-def _letterbox_steps(size: int) -> list:
-    return [
-        A.LongestMaxSize(max_size=size, interpolation=cv2.INTER_LINEAR),
-        A.PadIfNeeded(size, size, position="center", border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE),
-    ]
-
-
 def _bbox_params(min_visibility: float = 0.0, min_size: float = 0.0) -> A.BboxParams:
     return A.BboxParams(
         format="pascal_voc",  # xyxy pixels
@@ -77,14 +71,19 @@ def _bbox_params(min_visibility: float = 0.0, min_size: float = 0.0) -> A.BboxPa
     )
 
 
-def eval_transform(size: int) -> A.Compose:
-    """Letterbox only: deterministic."""
-    return A.Compose(_letterbox_steps(size), bbox_params=_bbox_params(), seed=0)
+def letterbox_transform(size: int) -> A.Compose:
+    """Any image to S x S: deterministic."""
+    steps = [
+        A.LongestMaxSize(max_size=size, interpolation=cv2.INTER_LINEAR),
+        A.PadIfNeeded(size, size, position="center", border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE),
+    ]
+    return A.Compose(steps, bbox_params=_bbox_params(), seed=0)
 
 
-def train_transform(size: int, cfg: AugmentConfig) -> A.Compose:
-    """Letterbox, then zoom/shift, flip and colour jitter, each from the config's ranges."""
-    steps = _letterbox_steps(size)
+def jitter_transform(cfg: AugmentConfig) -> A.Compose | None:
+    """Zoom/shift, flip and colour jitter of a letterboxed image, from the config's ranges (None if
+    every range is zero)."""
+    steps: list = []
     if cfg.scale or cfg.translate:
         steps.append(
             A.Affine(
@@ -100,9 +99,16 @@ def train_transform(size: int, cfg: AugmentConfig) -> A.Compose:
     if cfg.colour:
         c = cfg.colour
         steps.append(
-            A.ColorJitter(brightness=(1 - c, 1 + c), contrast=(1 - c, 1 + c), saturation=(1 - c, 1 + c),
-                          hue=(-c / 20, c / 20), p=1.0)  # fmt: skip
+            A.ColorJitter(
+                brightness=(1 - c, 1 + c),
+                contrast=(1 - c, 1 + c),
+                saturation=(1 - c, 1 + c),
+                hue=(-c / 20, c / 20),
+                p=1.0,
+            )  # fmt: skip
         )
+    if not steps:
+        return None
     return A.Compose(steps, bbox_params=_bbox_params(cfg.min_visibility, cfg.min_size), seed=0)
 
 

@@ -59,6 +59,6 @@ def build_datasets(cfg: TrainConfig) -> Datasets:
         raise DataError(
             f"{data.source}: the {data.train_split!r} and {data.val_split!r} splits name different classes"
         )
-    train = ImageDataset(splits["train"], size, data.augment)
-    val = ImageDataset(splits["val"], size)
+    train = ImageDataset(splits["train"], size, data.augment, cache=data.cache_images)
+    val = ImageDataset(splits["val"], size, cache=data.cache_images)
     return Datasets(train, val, train.class_names, None)

@@ -1,9 +1,10 @@
-"""A torch Dataset over a `DetectionSet` of real images: decode, letterbox or augment, to tensors.
+"""A torch Dataset over a `DetectionSet` of real images: decode, letterbox, jitter, to tensors.
 
 Keys follow the trainer's dataset protocol (trainer.data.datasets): an `int` gives the image
-letterboxed only (evaluation); an `(int, seed)` pair gives it augmented with that seed (training).
-Items are (uint8 [3, S, S], float32 [k, 5] = class, x1, y1, x2, y2 pixels at the input). Crowd and
-difficult boxes are not training targets; evaluation reads them from `ground_truth`.
+letterboxed only (evaluation); an `(int, seed)` pair gives it jittered with that seed as well
+(training). Items are (uint8 [3, S, S], float32 [k, 5] = class, x1, y1, x2, y2 pixels at the
+input). Crowd and difficult boxes are not training targets; evaluation reads them from
+`ground_truth`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from trainer.config import AugmentConfig
-from trainer.data.augment import Letterbox, apply, eval_transform, train_transform
+from trainer.data.augment import Letterbox, apply, jitter_transform, letterbox_transform
 from trainer.data.records import DataError, DetectionSet, ImageRecord
 
 
@@ -29,14 +30,21 @@ def decode_rgb(path) -> np.ndarray:
 
 
 class ImageDataset(Dataset):
-    """`data` at a square input of `image_size`; augmented for training when `augment` is given."""
+    """`data` at a square input of `image_size`, jittered for training when `augment` is given.
 
-    def __init__(self, data: DetectionSet, image_size: int, augment: AugmentConfig | None = None):
+    With `cache`, each letterboxed image is kept in memory after its first decode (per process:
+    DataLoader workers fill their own copies).
+    """
+
+    def __init__(
+        self, data: DetectionSet, image_size: int, augment: AugmentConfig | None = None, cache: bool = False
+    ):
         self.data = data
         self.image_size = image_size
         self.class_names = list(data.class_names)
-        self._eval = eval_transform(image_size)
-        self._train = train_transform(image_size, augment) if augment is not None else None
+        self._letterbox = letterbox_transform(image_size)
+        self._jitter = jitter_transform(augment) if augment is not None else None
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = {} if cache else None
 
     @property
     def num_classes(self) -> int:
@@ -45,8 +53,10 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.data.records)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
-        index, seed = key if isinstance(key, tuple) else (key, None)
+    def letterboxed(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(uint8 [S, S, 3], training boxes [k, 4] px at the input, classes [k]) of image `index`."""
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
         record = self.data.records[index]
         image = decode_rgb(record.image)
         if image.shape[:2] != (record.height, record.width):
@@ -55,16 +65,20 @@ class ImageDataset(Dataset):
                 f"{record.width}x{record.height}"
             )
         keep = record.trainable
-        transform = self._train if seed is not None and self._train is not None else self._eval
-        out, boxes, classes = apply(transform, image, record.boxes[keep], record.classes[keep], seed)
+        out = apply(self._letterbox, image, record.boxes[keep], record.classes[keep])
+        if self._cache is not None:
+            self._cache[index] = out
+        return out
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        image, boxes, classes = self.letterboxed(index)
+        if seed is not None and self._jitter is not None:
+            image, boxes, classes = apply(self._jitter, image, boxes, classes, seed)
         target = np.concatenate([classes[:, None].astype(np.float32), boxes], axis=1)
-        return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))), torch.from_numpy(target)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(target)
 
     # --- what evaluation and anchor fitting read ---------------------------------------------------
-
-    def letterbox(self, index: int) -> Letterbox:
-        r = self.data.records[index]
-        return Letterbox(r.width, r.height, self.image_size)
 
     def boxes_wh(self) -> Tensor:
         """[N, 2] training box shapes in pixels at the input size (letterbox scale)."""
@@ -83,7 +97,8 @@ class ImageDataset(Dataset):
 
     def to_original(self, index: int, boxes: np.ndarray) -> np.ndarray:
         """[m, 4] xyxy at the input -> the original image's pixels."""
-        return self.letterbox(index).to_original(boxes)
+        r = self.data.records[index]
+        return Letterbox(r.width, r.height, self.image_size).to_original(boxes)
 
     def summary(self) -> dict:
         return self.data.summary()

@@ -56,9 +56,12 @@ def local_root(source: str | Path, storage_settings=None) -> Path:
     """The local folder or file for `source`: a path, `file://` URI, or `s3://` URI (mirrored)."""
     text = str(source)
     if text.startswith("s3://"):
-        from trainer.storage import fetch_to_cache
+        from trainer.storage import StorageError, fetch_to_cache
 
-        fetched = fetch_to_cache(text, storage_settings)
+        try:
+            fetched = fetch_to_cache(text, storage_settings)
+        except StorageError as exc:  # a missing bucket or prefix is bad input like a missing folder
+            raise DataError(f"dataset source: {exc}") from None
         log.info(
             "%s: %d objects downloaded, %d already cached in %s",
             text,

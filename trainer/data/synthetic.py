@@ -54,7 +54,9 @@ def _draw(canvas: np.ndarray, cls: int, box: np.ndarray, colour: np.ndarray) -> 
     region[mask] = colour
 
 
-def render_image(cfg: SyntheticConfig, image_size: int, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+def render_image(
+    cfg: SyntheticConfig, image_size: int, seed: int, index: int
+) -> tuple[np.ndarray, np.ndarray]:
     """One image and its labels. Returns (uint8 [S, S, 3], float32 [k, 5] = class, x1, y1, x2, y2)."""
     rng = np.random.default_rng([seed, index])
     s = image_size
