@@ -6,7 +6,7 @@ from trainer.config import load_config
 from trainer.outputs import RunWriter
 from trainer.run import train
 
-from .conftest import small_config
+from .conftest import make_yolo_dataset, small_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -69,3 +69,21 @@ def test_resume_from_a_finished_run_changes_nothing(tmp_path):
     first = train(cfg, tmp_path)
     again = train(cfg, tmp_path, resume=True)
     assert again["anchors"] == first["anchors"] and again["steps"] == first["steps"]
+
+
+def test_a_run_on_real_image_files_with_loader_workers(tmp_path):
+    root = make_yolo_dataset(tmp_path / "ds", num_train=16, num_val=4)
+    cfg = small_config(f"data.source={root}", "data.workers=2", "optim.batch_size=4", "anchors.num=3")
+    out = tmp_path / "run"
+    result = train(cfg, out)
+    assert result["synthetic"] is None and result["steps"] == 8
+    assert {"ap", "ap50", "voc07_ap50", "per_class_ap50"} <= set(result["eval"])
+    assert len(result["eval"]["per_class_ap50"]) == 3
+    dataset = RunWriter(out).read_json("dataset.json")
+    assert dataset["class_names"] == ["rectangle", "ellipse", "frame"]
+    assert dataset["train"]["images"] == 16 and dataset["val"]["images"] == 4
+    assert (out / "artifacts/anchors.png").read_bytes().startswith(PNG)
+    # Augmentation is seeded per sample, so worker processes change nothing.
+    in_process = cfg.model_copy(update={"data": cfg.data.model_copy(update={"workers": 0})})
+    again = train(in_process, tmp_path / "again")
+    assert again["anchors"] == result["anchors"] and again["eval"] == result["eval"]

@@ -32,8 +32,8 @@ def decode_rgb(path) -> np.ndarray:
 class ImageDataset(Dataset):
     """`data` at a square input of `image_size`, jittered for training when `augment` is given.
 
-    With `cache`, each letterboxed image is kept in memory after its first decode (per process:
-    DataLoader workers fill their own copies).
+    With `cache`, every image is decoded and letterboxed once, here, and kept in memory; DataLoader
+    workers forked later share those pages instead of decoding again each epoch.
     """
 
     def __init__(
@@ -44,7 +44,9 @@ class ImageDataset(Dataset):
         self.class_names = list(data.class_names)
         self._letterbox = letterbox_transform(image_size)
         self._jitter = jitter_transform(augment) if augment is not None else None
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = {} if cache else None
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        if cache:
+            self._cache = {i: self.letterboxed(i) for i in range(len(self))}
 
     @property
     def num_classes(self) -> int:
@@ -55,7 +57,7 @@ class ImageDataset(Dataset):
 
     def letterboxed(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(uint8 [S, S, 3], training boxes [k, 4] px at the input, classes [k]) of image `index`."""
-        if self._cache is not None and index in self._cache:
+        if self._cache is not None:
             return self._cache[index]
         record = self.data.records[index]
         image = decode_rgb(record.image)
@@ -65,10 +67,7 @@ class ImageDataset(Dataset):
                 f"{record.width}x{record.height}"
             )
         keep = record.trainable
-        out = apply(self._letterbox, image, record.boxes[keep], record.classes[keep])
-        if self._cache is not None:
-            self._cache[index] = out
-        return out
+        return apply(self._letterbox, image, record.boxes[keep], record.classes[keep])
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
         index, seed = key if isinstance(key, tuple) else (key, None)

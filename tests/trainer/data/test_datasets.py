@@ -1,0 +1,31 @@
+import pytest
+
+from trainer.data.datasets import build_datasets
+from trainer.data.records import DataError
+
+from ..conftest import make_yolo_dataset, small_config
+
+
+def test_synthetic_by_default():
+    data = build_datasets(small_config())
+    assert data.class_names == ["rectangle", "ellipse", "frame"] and data.true_shapes.shape == (5, 2)
+    assert len(data.train) == 64 and len(data.val) == 16
+    assert data.summary()["train"]["images"] == 64
+
+
+def test_a_real_dataset_by_source_and_splits(tmp_path):
+    root = make_yolo_dataset(tmp_path / "ds", num_train=6, num_val=3)
+    data = build_datasets(small_config(f"data.source={root}", "data.format=auto"))
+    assert data.true_shapes is None and data.num_classes == 3
+    assert len(data.train) == 6 and len(data.val) == 3
+    summary = data.summary()
+    assert summary["train"]["format"] == "yolo" and summary["val"]["images"] == 3
+    assert set(summary["train"]["bad_data"]) >= {"clipped", "dropped_empty", "skipped_lines"}
+
+
+def test_missing_split_or_source_is_a_clear_error(tmp_path):
+    root = make_yolo_dataset(tmp_path / "ds", num_train=2, num_val=1)
+    with pytest.raises(DataError, match="test"):
+        build_datasets(small_config(f"data.source={root}", "data.val_split=test"))
+    with pytest.raises(DataError, match="not found"):
+        build_datasets(small_config(f"data.source={tmp_path / 'nowhere'}"))
