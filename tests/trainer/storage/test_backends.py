@@ -1,0 +1,233 @@
+"""Both backends: one behaviour suite over a local folder and a real S3 endpoint (moto server).
+
+Then what only LocalStorage (atomic replace, failed writes) or S3Storage (paging, retries) does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from trainer.storage import (
+    TMP_PREFIX,
+    AlreadyExists,
+    InvalidKey,
+    LocalStorage,
+    NotFound,
+    S3Storage,
+    Storage,
+    StorageError,
+    open_storage,
+)
+
+BAD_KEYS = ["", "/etc/passwd", "../outside", "a/../../outside", "a//b", "./a", "a/..", f"a/{TMP_PREFIX}x"]
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path) -> Storage:
+    """The same storage API on a folder and on a bucket prefix (keys stay relative to either root)."""
+    if request.param == "local":
+        return open_storage(str(tmp_path / "store"))
+    bucket, settings = request.getfixturevalue("s3_bucket")
+    return open_storage(f"s3://{bucket}/some/root", settings)
+
+
+# --- the shared behaviour ---------------------------------------------------------------------
+
+
+def test_round_trip_and_overwrite_replace_the_whole_object(store):
+    store.write_bytes("jobs/abc/status.json", b'{"state": "QUEUED", "padding": "' + b"x" * 5000 + b'"}')
+    store.write_bytes("jobs/abc/status.json", b'{"state": "RUNNING"}')
+    assert store.read_bytes("jobs/abc/status.json") == b'{"state": "RUNNING"}'
+    store.write_bytes("empty", b"")
+    assert store.read_bytes("empty") == b""
+    assert store.stat("jobs/abc/status.json").size == len(b'{"state": "RUNNING"}')
+
+
+def test_missing_object_is_not_found_naming_its_uri(store):
+    with pytest.raises(NotFound) as err:
+        store.read_bytes("jobs/nope/status.json")
+    assert str(err.value) == f"{store.uri}/jobs/nope/status.json: no such object"
+    assert err.value.uri == store.uri_for("jobs/nope/status.json")
+    assert isinstance(err.value, KeyError) and isinstance(err.value, StorageError)
+    with pytest.raises(NotFound, match="nope"):
+        store.stat("jobs/nope")
+    with pytest.raises(NotFound, match="nope"):
+        store.download("jobs/nope", Path("unused"))
+
+
+def test_exists_and_delete(store):
+    assert not store.exists("a/b.json")
+    store.write_bytes("a/b.json", b"1")
+    assert store.exists("a/b.json")
+    assert not store.exists("a")  # a folder, or a key prefix, is not an object
+    store.delete("a/b.json")
+    store.delete("a/b.json")  # absent is fine
+    store.delete("a")
+    assert not store.exists("a/b.json")
+    assert store.list() == []
+
+
+def test_list_is_recursive_sorted_and_filtered_by_a_string_prefix(store):
+    keys = ["jobs/b/x.json", "jobs/a/status.json", "top.json", "jobs/ab/job.json", "jobs/a/anchors/10.json"]
+    for i, key in enumerate(keys):
+        store.write_bytes(key, b"x" * (i + 1))
+    listed = store.list()
+    assert [o.key for o in listed] == sorted(keys)
+    assert {o.key: o.size for o in listed} == {k: i + 1 for i, k in enumerate(keys)}
+    assert all(o.etag for o in listed)
+    assert [o.key for o in store.list("jobs/a/")] == ["jobs/a/anchors/10.json", "jobs/a/status.json"]
+    assert [o.key for o in store.list("jobs/a")] == [
+        "jobs/a/anchors/10.json",
+        "jobs/a/status.json",
+        "jobs/ab/job.json",
+    ]
+    assert store.list("nothing/") == []
+    with pytest.raises(InvalidKey):
+        store.list("../")
+
+
+def test_etag_changes_when_the_object_does(store):
+    store.write_bytes("k", b"one")
+    first = store.stat("k").etag
+    assert store.list()[0].etag == first
+    store.write_bytes("k", b"three")
+    assert store.stat("k").etag != first
+
+
+def test_conditional_create_is_refused_the_second_time(store):
+    store.write_bytes("jobs/abc/job.json", b"first", if_absent=True)
+    with pytest.raises(AlreadyExists) as err:
+        store.write_bytes("jobs/abc/job.json", b"second", if_absent=True)
+    assert store.uri_for("jobs/abc/job.json") in str(err.value)
+    assert store.read_bytes("jobs/abc/job.json") == b"first"
+    assert [o.key for o in store.list()] == ["jobs/abc/job.json"]  # nothing left over
+    store.delete("jobs/abc/job.json")
+    store.write_bytes("jobs/abc/job.json", b"third", if_absent=True)
+    assert store.read_bytes("jobs/abc/job.json") == b"third"
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_keys_outside_the_root_are_rejected(store, key):
+    with pytest.raises(InvalidKey, match="invalid key") as err:
+        store.write_bytes(key, b"x")
+    assert isinstance(err.value, ValueError)
+    with pytest.raises(InvalidKey):
+        store.read_bytes(key)
+    assert store.list() == []
+
+
+def test_download_replaces_the_destination_whole(store, tmp_path):
+    store.write_bytes("data/img.jpg", b"\xff\xd8" + b"pixels" * 1000)
+    dest = tmp_path / "out" / "deep" / "img.jpg"
+    store.download("data/img.jpg", dest)
+    assert dest.read_bytes() == b"\xff\xd8" + b"pixels" * 1000
+    with pytest.raises(NotFound):
+        store.download("data/missing.jpg", tmp_path / "out" / "missing.jpg")
+    assert sorted(p.name for p in dest.parent.parent.rglob("*")) == ["deep", "img.jpg"]  # no temp files
+
+
+# --- local folders ------------------------------------------------------------------------------
+
+
+def test_local_reader_never_sees_a_partial_object(tmp_path, monkeypatch):
+    store = LocalStorage(tmp_path)
+    store.write_bytes("jobs/a/status.json", b"old")
+    new = b"new" * 100_000
+    real_replace, seen = os.replace, []
+
+    def checking_replace(src, dst):
+        # The moment before the new object becomes visible: complete in its temp file, invisible
+        # to readers and to list, and the key still holds the old object.
+        seen.append((Path(src).read_bytes() == new, store.read_bytes("jobs/a/status.json"), store.list()))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", checking_replace)
+    store.write_bytes("jobs/a/status.json", new)
+    [(temp_complete, before, listed)] = seen
+    assert temp_complete and before == b"old"
+    assert [o.key for o in listed] == ["jobs/a/status.json"] and listed[0].size == 3
+    assert store.read_bytes("jobs/a/status.json") == new
+
+
+def test_local_failed_write_keeps_the_old_object(tmp_path, monkeypatch):
+    store = LocalStorage(tmp_path)
+    store.write_bytes("k.json", b"old")
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(StorageError, match=r"k\.json: write failed"):
+        store.write_bytes("k.json", b"new")
+    monkeypatch.undo()
+    assert store.read_bytes("k.json") == b"old"
+    assert os.listdir(tmp_path) == ["k.json"]
+
+
+def test_local_keys_cannot_escape_the_root(tmp_path):
+    store = LocalStorage(tmp_path / "root")
+    with pytest.raises(InvalidKey, match=r"'\.\./escaped'"):
+        store.write_bytes("../escaped", b"x")
+    with pytest.raises(InvalidKey):
+        store.write_bytes("/tmp/escaped", b"x")
+    assert not (tmp_path / "escaped").exists()
+    assert store.list() == []  # the root need not exist yet
+
+
+# --- S3 -----------------------------------------------------------------------------------------
+
+
+def test_s3_list_follows_pages(s3_bucket):
+    bucket, settings = s3_bucket
+    store = S3Storage(bucket, "p", settings, page_size=2)
+    pages = []
+    store.client.meta.events.register("after-call.s3.ListObjectsV2", lambda **kw: pages.append(1))
+    for i in range(5):
+        store.write_bytes(f"k{i}", b"x")
+    assert [o.key for o in store.list()] == [f"k{i}" for i in range(5)]
+    assert len(pages) == 3
+
+
+def test_s3_client_is_built_from_the_settings(s3_bucket):
+    bucket, settings = s3_bucket
+    store = S3Storage(bucket, "", settings.model_copy(update={"max_attempts": 7, "connect_timeout": 2.5}))
+    config = store.client.meta.config
+    assert config.retries == {"total_max_attempts": 7, "mode": "standard"}
+    assert config.connect_timeout == 2.5 and config.read_timeout == 60.0
+    assert config.s3 == {"addressing_style": "path"}
+    assert store.client.meta.endpoint_url == settings.endpoint_url
+
+
+def fail_first_sends(store: S3Storage, failures: int) -> list[str]:
+    """Makes the first `failures` HTTP sends fail as if the endpoint were unreachable."""
+    sends: list[str] = []
+
+    def before_send(request, **kwargs):
+        sends.append(request.method)
+        if len(sends) <= failures:
+            raise EndpointConnectionError(endpoint_url=request.url)
+        return None  # send for real
+
+    store.client.meta.events.register("before-send.s3.*", before_send)
+    return sends
+
+
+def test_s3_connection_errors_are_retried(s3_bucket):
+    bucket, settings = s3_bucket
+    store = S3Storage(bucket, "", settings)
+    sends = fail_first_sends(store, failures=1)
+    store.write_bytes("k", b"survived")
+    assert sends == ["PUT", "PUT"]
+    assert store.read_bytes("k") == b"survived"
+
+
+def test_s3_gives_up_after_max_attempts(s3_bucket):
+    bucket, settings = s3_bucket
+    store = S3Storage(bucket, "", settings.model_copy(update={"max_attempts": 1}))
+    fail_first_sends(store, failures=1)
+    with pytest.raises(StorageError, match=rf"s3://{bucket}/k: write failed: Could not connect"):
+        store.write_bytes("k", b"lost")

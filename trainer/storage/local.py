@@ -1,0 +1,119 @@
+"""LocalStorage, a folder as a storage, and write_atomically, the temp-file-then-rename write it uses."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from trainer.storage.base import (
+    TMP_PREFIX,
+    AlreadyExists,
+    NotFound,
+    ObjectInfo,
+    Storage,
+    StorageError,
+    check_key,
+)
+
+COPY_CHUNK = 1 << 20
+
+
+def write_atomically(dest: Path, fill: Callable[[BinaryIO], object], uri: str, *, if_absent=False) -> None:
+    """Writes a temp file beside `dest` with `fill`, then moves it onto `dest` in one step.
+
+    `os.replace` swaps whole files; with `if_absent`, `os.link` instead fails when `dest` exists
+    (AlreadyExists), so a conditional create never overwrites and never shows a partial file.
+    """
+    tmp = dest.with_name(f"{TMP_PREFIX}{dest.name[:96]}.{secrets.token_hex(6)}")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "xb") as f:
+            fill(f)
+            f.flush()
+            os.fsync(f.fileno())  # data on disk before the rename makes it visible
+        if if_absent:
+            try:
+                os.link(tmp, dest)
+            except FileExistsError:
+                raise AlreadyExists(f"{uri}: already exists (conditional create refused)", uri) from None
+        else:
+            os.replace(tmp, dest)
+    except OSError as exc:
+        raise StorageError(f"{uri}: write failed: {exc}", uri) from exc
+    finally:
+        tmp.unlink(missing_ok=True)  # after a link, or after a failure
+
+
+@contextmanager
+def _reading(uri: str) -> Iterator[None]:
+    """A missing file, or a folder where a file was asked for, is NotFound; other OS errors StorageError."""
+    try:
+        yield
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise NotFound(f"{uri}: no such object", uri) from None
+    except OSError as exc:
+        raise StorageError(f"{uri}: {exc}", uri) from exc
+
+
+class LocalStorage(Storage):
+    """A folder. Every write goes to a temp file beside the key's file, then `os.replace` onto it."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+        self.uri = self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key, self.uri_for(key))
+
+    def read_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        with _reading(self.uri_for(key)):
+            return path.read_bytes()
+
+    def write_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        write_atomically(self._path(key), lambda f: f.write(data), self.uri_for(key), if_absent=if_absent)
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        with _reading(self.uri_for(key)):
+            st = path.stat()
+            if not path.is_file():
+                raise IsADirectoryError(key)
+        return ObjectInfo(key, st.st_size, f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}")
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        check_key(prefix, self.uri_for(prefix), prefix=True)
+        found = []
+        # Only the folder named by the prefix's complete parts can hold matches.
+        for dirpath, dirnames, filenames in os.walk(self.root / prefix.rpartition("/")[0]):
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            base = "" if rel == "." else rel + "/"
+            # Descend only into folders that lie inside the prefix or on the way to it.
+            dirnames[:] = [d for d in dirnames if (base + d + "/").startswith(prefix[: len(base + d) + 1])]
+            for name in filenames:
+                key = base + name
+                if key.startswith(prefix) and not name.startswith(TMP_PREFIX):
+                    try:
+                        found.append(self.stat(key))
+                    except NotFound:  # deleted while listing
+                        continue
+        return sorted(found, key=lambda o: o.key)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            pass  # no object there (a folder is not an object)
+        except OSError as exc:
+            raise StorageError(f"{self.uri_for(key)}: delete failed: {exc}", self.uri_for(key)) from exc
+
+    def download(self, key: str, dest: Path) -> None:
+        path, uri = self._path(key), self.uri_for(key)
+        with _reading(uri), open(path, "rb") as src:
+            write_atomically(Path(dest), lambda f: shutil.copyfileobj(src, f, COPY_CHUNK), uri)
