@@ -30,8 +30,8 @@ COCO128 = "../shared/data/coco128"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=COCO128, help="the coco128 folder (YOLO layout)")
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--image-size", type=int, default=192)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

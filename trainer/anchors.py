@@ -154,6 +154,13 @@ def initial_anchors(cfg: AnchorConfig, boxes_wh: Tensor | None) -> Tensor:
 
 # --- how well a set of anchors fits the boxes ----------------------------------------------------
 
+# What each `anchor_fit` metric means, in one line: `anchor-opt train` and `anchor-opt fit` print these.
+FIT_METRICS = {
+    "mean_best_iou": "each box's shape IoU with its best anchor, averaged (YOLOv2)",
+    "bpr": "best possible recall: boxes with an anchor within 4x in w, h",
+    "anchors_per_target": "anchors within 4x of a box in w and h, on average",
+}
+
 
 def anchor_fit(anchors_wh: Tensor, boxes_wh: Tensor, ratio_threshold: float = 4.0) -> dict[str, float]:
     """Fit metrics of anchors [A, 2] to boxes [N, 2], both in pixels at the same scale.

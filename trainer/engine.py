@@ -185,9 +185,8 @@ def evaluate_model(model: Detector, dataset, cfg: TrainConfig, batch_size: int =
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate, **_loader_workers(cfg))
     for images, _ in loader:
         pred, log_anchors = model(images.float() / 255)
-        found = postprocess(
-            pred, log_anchors, model.stride, cfg.eval.conf_threshold, cfg.eval.nms_iou, cfg.eval.max_detections
-        )
+        ev = cfg.eval
+        found = postprocess(pred, log_anchors, model.stride, ev.conf_threshold, ev.nms_iou, ev.max_detections)
         for d in found:
             i = len(gts)
             gt = dataset.ground_truth(i)

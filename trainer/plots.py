@@ -26,6 +26,15 @@ _DPI = 110
 _BINS_PER_OCTAVE = 12  # density bins per doubling of w or h, at most _MAX_BINS per axis
 _MAX_BINS = 60
 _DENSITY_CMAP = ListedColormap(colormaps["Greys"](np.linspace(0.18, 1.0, 256)))  # 1 box is visible
+# Named comparison sets: shapes the anchors' circles never use, light and dark fills so each shows
+# on both the pale and the dense parts of the density.
+_SET_MARKERS = (
+    {"marker": "s", "mfc": "white", "mec": "black", "mew": 1.2, "ms": 7},
+    {"marker": "^", "mfc": "black", "mec": "white", "mew": 0.8, "ms": 8},
+    {"marker": "D", "mfc": "gold", "mec": "black", "mew": 1.0, "ms": 6},
+    {"marker": "v", "mfc": "deepskyblue", "mec": "black", "mew": 1.0, "ms": 8},
+    {"marker": "P", "mfc": "white", "mec": "black", "mew": 1.0, "ms": 8},
+)
 
 
 def _png(fig: Figure) -> bytes:
@@ -65,14 +74,21 @@ def plot_anchors(
     image_size: int,
     true_shapes: Any = None,
     title: str | None = None,
+    marker_sets: Mapping[str, Any] | None = None,
+    path_labels: tuple[str, str] = ("init", "learned"),
+    note: str | None = None,
 ) -> bytes:
     """Draws box-shape density with the anchors' paths over it; returns the PNG.
 
     boxes_wh: [N, 2] box (w, h) in pixels at the input size; N may be 0 (anchors only).
     anchor_paths: [T, A, 2] anchor (w, h) in pixels at T snapshots, initial first, latest last
-        (a single [A, 2] snapshot is accepted as T=1).
+        (a single [A, 2] snapshot is accepted as T=1, drawn as end points only).
     image_size: the model's input size in pixels; axis limits are clipped to [1, 4 * image_size].
     true_shapes: optional [K, 2] known (w, h) in pixels, drawn as black crosses.
+    marker_sets: optional named anchor sets {name: [K, 2] (w, h) pixels}, each drawn with its own
+        marker and legend entry (e.g. a k-means or a published set to compare with).
+    path_labels: legend names of the paths' start and end markers.
+    note: the small text under the legend (default: counts of boxes, anchors and snapshots).
     """
     boxes = np.asarray(boxes_wh, dtype=float).reshape(-1, 2)
     boxes = boxes[np.isfinite(boxes).all(1) & (boxes > 0).all(1)]
@@ -82,8 +98,11 @@ def plot_anchors(
     if paths.ndim != 3 or paths.shape[-1] != 2 or paths.shape[0] < 1:
         raise ValueError(f"anchor_paths must be [T, A, 2] with T >= 1, got {paths.shape}")
     truth = None if true_shapes is None else np.asarray(true_shapes, dtype=float).reshape(-1, 2)
+    extra = {name: np.asarray(wh, dtype=float).reshape(-1, 2) for name, wh in (marker_sets or {}).items()}
 
-    pts = np.concatenate([boxes, paths.reshape(-1, 2)] + ([truth] if truth is not None else []))
+    pts = np.concatenate(
+        [boxes, paths.reshape(-1, 2), *extra.values()] + ([truth] if truth is not None else [])
+    )
     pts = pts[np.isfinite(pts) & (pts > 0)]
     cap = max(4.0 * image_size, 4.0)  # limits cover every point with a margin, within [1, cap]
     lo = float(np.clip(pts.min() / 1.3, 1.0, cap)) if pts.size else 1.0
@@ -115,23 +134,28 @@ def plot_anchors(
     ax.plot([lo, hi], [lo, hi], ls=":", lw=0.8, color="0.7", zorder=1)  # w = h
 
     colours = _anchor_colours(paths.shape[1])
+    moved = paths.shape[0] > 1  # one snapshot has no start distinct from its end
     for k, c in enumerate(colours):
         wk, hk = paths[:, k, 0], paths[:, k, 1]
-        ax.plot(wk, hk, "-", color=c, lw=1.0, alpha=0.8, zorder=3)
-        ax.plot(wk[0], hk[0], "o", mfc="none", mec=c, mew=1.3, ms=8, zorder=4)
+        if moved:
+            ax.plot(wk, hk, "-", color=c, lw=1.0, alpha=0.8, zorder=3)
+            ax.plot(wk[0], hk[0], "o", mfc="none", mec=c, mew=1.3, ms=8, zorder=4)
         ax.plot(wk[-1], hk[-1], "o", color=c, mec="black", mew=0.7, ms=9, zorder=5)
         top.axvline(wk[-1], color=c, lw=1.2, alpha=0.9)
         right.axhline(hk[-1], color=c, lw=1.2, alpha=0.9)
-    handles = [
-        Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", mew=1.3, ms=8, label="init"),
-        Line2D([], [], ls="", marker="o", color="0.45", mec="black", mew=0.7, ms=9, label="learned"),
-    ]
+    end = Line2D([], [], ls="", marker="o", color="0.45", mec="black", mew=0.7, ms=9, label=path_labels[1])
+    start = Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", mew=1.3, ms=8, label=path_labels[0])
+    handles = [start, end] if moved else [end]
+    for (name, wh), style in zip(extra.items(), itertools.cycle(_SET_MARKERS), strict=False):
+        ax.plot(wh[:, 0], wh[:, 1], ls="", zorder=6, **style)
+        handles.append(Line2D([], [], ls="", label=name, **style))
     if truth is not None and len(truth):
         ax.plot(truth[:, 0], truth[:, 1], "x", color="black", ms=7, mew=1.6, zorder=6)
         handles.append(Line2D([], [], ls="", marker="x", color="black", ms=7, mew=1.6, label="true shapes"))
-    corner.legend(handles=handles, loc="center", frameon=False, fontsize=9)
-    (t, a), n = paths.shape[:2], len(boxes)
-    note = f"{n} box{'es' * (n != 1)}\n{a} anchor{'s' * (a != 1)}, {t} snapshot{'s' * (t != 1)}"
+    corner.legend(handles=handles, loc="center", frameon=False, fontsize=9 if len(handles) <= 3 else 8)
+    if note is None:
+        (t, a), n = paths.shape[:2], len(boxes)
+        note = f"{n} box{'es' * (n != 1)}\n{a} anchor{'s' * (a != 1)}, {t} snapshot{'s' * (t != 1)}"
     corner.text(0.5, 0.02, note, transform=corner.transAxes, ha="center", fontsize=7.5, color="0.35")
 
     ticks = _pixel_ticks(lo, hi)
@@ -147,8 +171,10 @@ def plot_anchors(
     right.tick_params(labelleft=False, labelsize=7)
     top.set_ylabel("boxes", fontsize=8)
     right.set_xlabel("boxes", fontsize=8)
-    fig.suptitle(title if title is not None else f"anchors over the box distribution (input {image_size}px)")
-    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.08, top=0.93)
+    title = title if title is not None else f"anchors over the box distribution (input {image_size}px)"
+    two_lines = "\n" in title  # a second line (e.g. each set's score) gets a smaller font and more room
+    fig.suptitle(title, fontsize=10.5 if two_lines else 12)
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.08, top=0.91 if two_lines else 0.93)
     return _png(fig)
 
 

@@ -125,8 +125,8 @@ def train(
         writer.write_bytes(CONFIG_KEY, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).encode())
         writer.write_json(DATASET_KEY, data.summary() | {"class_names": data.class_names})
         writer.write_json(snapshot_key(0), _snapshot(state, boxes_wh, None))
-    emit({"kind": "start", "step": state.step, "total": state.total_steps, "init": state.init_anchors.tolist(),
-          "dataset": data.summary()})  # fmt: skip
+    start = {"step": state.step, "total": state.total_steps, "init": state.init_anchors.tolist()}
+    emit({"kind": "start", **start, "dataset": data.summary()})
 
     started = time.monotonic()
     start_step = state.step

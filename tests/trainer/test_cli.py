@@ -11,7 +11,8 @@ import yaml
 
 EXE = shutil.which("anchor-opt", path=str(Path(sys.executable).parent))
 SMALL = [
-    "--set", "data.num_train=32", "--set", "data.num_val=8", "--set", "model.image_size=64",
+    "--set", "data.synthetic.num_train=32", "--set", "data.synthetic.num_val=8",
+    "--set", "model.image_size=64",
     "--set", "optim.batch_size=8", "--set", "optim.epochs=1", "--set", "eval.every_epochs=0",
 ]  # fmt: skip
 
@@ -67,3 +68,98 @@ def test_config_prints_the_resolved_settings():
     cfg = yaml.safe_load(proc.stdout)
     assert cfg["anchors"]["num"] == 3 and cfg["anchors"]["init"] == "identical"
     assert cfg["tricks"]["soft_assign"]["temperature"] > 0
+
+
+# --- anchor-opt fit ----------------------------------------------------------------------------
+
+YOLOV2_VOC_PX = "42.31,55.41, 102.17,128.30, 161.79,259.17, 303.08,154.90, 359.56,320.23"  # yolo-voc.cfg x 32
+
+
+def write_coco(path: Path, boxes_per_image: list[list[list[float]]], size=(640, 480)) -> Path:
+    """An annotation-only COCO instances JSON: one image per entry, bbox [x, y, w, h] pixels."""
+    images = [{"id": i + 1, "file_name": f"{i}.jpg", "width": size[0], "height": size[1]}
+              for i in range(len(boxes_per_image))]  # fmt: skip
+    anns = [
+        {"id": len(images) * 100 + k, "image_id": i + 1, "category_id": 1 + k % 2, "bbox": b, "iscrowd": 0}
+        for i, boxes in enumerate(boxes_per_image)
+        for k, b in enumerate(boxes)
+    ]
+    cats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return path
+
+
+def small_coco(path: Path) -> Path:
+    shapes = [[20, 24], [60, 150], [200, 90], [380, 300], [33, 70]]
+    return write_coco(path, [[[5 * i, 3 * i, w * (1 + 0.03 * i), h] for w, h in shapes] for i in range(12)])
+
+
+def test_fit_prints_and_writes_every_set_with_its_metrics(tmp_path):
+    data = small_coco(tmp_path / "small.json")
+    out = tmp_path / "report" / "fit.json"
+    proc = run("fit", str(data), "--anchors", "3", "--image-size", "320", "--compare", "10,13, 16,30, 33,23",
+               "--compare", "km=kmeans", "--out", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert list(report["sets"]) == ["init (uniform)", "learned", "compare", "km"]
+    for s in report["sets"].values():
+        assert set(s["metrics"]) == {"mean_best_iou", "bpr", "anchors_per_target"}
+    assert len(report["sets"]["learned"]["anchors"]) == 3 and report["boxes"]["used"] == 60
+    assert report["dataset"]["images"] == 12 and report["plot"] == str(out.with_suffix(".png"))
+    png = out.with_suffix(".png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5_000
+    for text in ("mean_best_iou", "best possible recall", "anchors = ", "YOLOv5", "boxes fitted", str(out)):
+        assert text in proc.stdout
+
+
+def test_fit_kmeans_with_an_init_list_puts_the_picture_in_the_cwd(tmp_path):
+    data = small_coco(tmp_path / "small.json")
+    proc = run("fit", str(data), "--method", "kmeans", "--compare", "[[20, 20], [60, 60]]", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "anchors_fit.png").stat().st_size > 5_000 and "kmeans" in proc.stdout
+    proc = run("fit", str(data), "--init", "20,20, 60,60, 150,150", "--plot", str(tmp_path / "p.png"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "p.png").exists() and "from the list init" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--compare", "10,13, 16"], "--compare '10,13, 16': 3 numbers"),
+        (["--compare", "10,13, big,30"], "'big' is not a number"),
+        (["--compare", "nope.json"], "file not found: nope.json"),
+        (["--init", "10,13, 16,30", "--anchors", "5"], "5 positive (w, h) pairs"),
+    ],
+)
+def test_fit_bad_options_exit_2_naming_the_problem(tmp_path, args, message):
+    proc = run("fit", str(small_coco(tmp_path / "small.json")), *args, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "anchors_fit.png").exists()
+
+
+def test_fit_bad_datasets_exit_2_naming_the_problem(tmp_path):
+    proc = run("fit", str(tmp_path / "missing"), cwd=tmp_path)
+    assert proc.returncode == 2 and "not found" in proc.stderr and "missing" in proc.stderr
+    empty = write_coco(tmp_path / "empty.json", [[], []])
+    proc = run("fit", str(empty), "--format", "coco", cwd=tmp_path)
+    assert proc.returncode == 2 and "no boxes to fit anchors to" in proc.stderr, proc.stderr
+    tiny = write_coco(tmp_path / "tiny.json", [[[0, 0, 2, 2], [5, 5, 1, 30]]])
+    proc = run("fit", str(tiny), "--image-size", "416", cwd=tmp_path)
+    assert proc.returncode == 2 and "all 2 boxes are under 2 px" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_fit_on_voc07_learned_beats_kmeans_and_yolov2(shared_data, tmp_path):
+    voc = shared_data / "voc"
+    files = [voc / f"pascal_{s}2007.json" for s in ("train", "val", "test")]
+    if not all(f.exists() for f in files):
+        pytest.skip(f"VOC07 annotation JSONs not found in {voc}")
+    out = tmp_path / "voc.json"
+    proc = run("fit", *map(str, files), "--anchors", "5", "--image-size", "416", "--out", str(out),
+               "--compare", f"yolov2={YOLOV2_VOC_PX}", "--compare", "kmeans")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    iou = {name: s["metrics"]["mean_best_iou"] for name, s in report["sets"].items()}
+    assert report["boxes"]["used"] == 30638 and report["fit"]["converged"]
+    assert iou["learned"] >= iou["kmeans"] >= iou["yolov2"]
+    assert iou["learned"] == pytest.approx(0.604, abs=0.002)  # measured: 0.6039 (k-means 0.5898)

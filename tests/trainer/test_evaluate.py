@@ -83,8 +83,8 @@ def test_ignored_boxes_are_neither_missed_nor_false_positives(flag):
             "labels": np.array([0, 0]),
         }
     ]
-    plain = coco_eval(_one_class_case(), [dict(dets[0], boxes=dets[0]["boxes"][1:], scores=[0.9], labels=[0])],
-                      num_classes=1, image_sizes=[(128, 128)])  # fmt: skip
+    first_only = [dict(dets[0], boxes=dets[0]["boxes"][1:], scores=[0.9], labels=[0])]
+    plain = coco_eval(_one_class_case(), first_only, num_classes=1, image_sizes=[(128, 128)])
     assert plain["ap50"] == pytest.approx(51 / 101)  # without the flag, the second box is a miss
     m = coco_eval(_one_class_case(**{flag: np.array([0, 1])}), dets, num_classes=1, image_sizes=[(128, 128)])
     assert m["ap50"] == pytest.approx(1.0) and m["voc07_ap50"] == pytest.approx(1.0)

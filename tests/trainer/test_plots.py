@@ -140,3 +140,22 @@ def test_losses_single_entry() -> None:
 def test_anchors_degenerate_ranges(boxes: list, paths: list) -> None:
     png = plot_anchors(boxes, paths, image_size=128)
     assert_real_png(png)
+
+
+def test_anchors_with_named_marker_sets() -> None:
+    boxes, shapes = mixture_boxes(1000)
+    sets = {
+        "k-means": shapes * 1.2,
+        "YOLOv2": [[10.0, 13.0], [16.0, 30.0], [33.0, 23.0]],
+        "empty": np.zeros((0, 2)),
+    }
+    plain = plot_anchors(boxes, anchor_paths(shapes, 10), image_size=128)
+    png = plot_anchors(
+        boxes, anchor_paths(shapes, 10), image_size=128, marker_sets=sets,
+        path_labels=("init (uniform)", "learned"), title="two lines\nof title", note="1000 boxes",
+    )  # fmt: skip
+    assert_real_png(png)
+    assert png != plain
+    # a set far outside the boxes widens the axes rather than falling off them
+    far = plot_anchors(boxes, shapes, image_size=128, marker_sets={"far": [[400.0, 300.0]]})
+    assert_real_png(far)
