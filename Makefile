@@ -35,6 +35,8 @@ bench: install
 	$(PY) bench/anchor_recovery.py
 	$(PY) bench/anchor_overhead.py
 	$(PY) bench/ablation.py
+	$(PY) bench/fit_speed.py
+	$(PY) bench/coco128_train.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
