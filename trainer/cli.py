@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -298,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ValueError as exc:  # bad input: one clear message, no traceback
-        console.print(f"[red]error:[/red] {exc}")
+        # Not wrapped (a path cut in two cannot be pasted) and not read as markup (paths may hold [ ]).
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted: run again with --resume to continue from the last checkpoint")

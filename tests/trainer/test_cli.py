@@ -163,3 +163,24 @@ def test_fit_on_voc07_learned_beats_kmeans_and_yolov2(shared_data, tmp_path):
     assert report["boxes"]["used"] == 30638 and report["fit"]["converged"]
     assert iou["learned"] >= iou["kmeans"] >= iou["yolov2"]
     assert iou["learned"] == pytest.approx(0.604, abs=0.002)  # measured: 0.6039 (k-means 0.5898)
+
+
+def test_train_on_real_files_stops_at_a_bad_line_or_skips_and_counts_it(tmp_path):
+    from .conftest import make_yolo_dataset
+
+    root = make_yolo_dataset(tmp_path / "ds", num_train=8, num_val=2)
+    label = root / "labels" / "train" / "0003.txt"
+    label.write_text(label.read_text() + "7 0.5 0.5 0.1 0.1\n")
+    bad_line = len(label.read_text().splitlines())
+    args = ["train", "demo", *SMALL, "--set", f"data.source={root}", "--set", "optim.batch_size=4"]
+    out = tmp_path / "run"
+    proc = run(*args, "--out", str(out))
+    assert proc.returncode == 2
+    assert f"0003.txt:{bad_line}" in proc.stderr and "class id 7" in proc.stderr
+    assert not (out / "result.json").exists()
+
+    proc = run(*args, "--out", str(out), "--set", "data.skip_bad=true")
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped lines 1" in proc.stderr  # the dataset summary, printed before training
+    summary = json.loads((out / "dataset.json").read_text())
+    assert summary["train"]["bad_data"]["skipped_lines"] == 1

@@ -55,6 +55,12 @@ def build_datasets(cfg: TrainConfig) -> Datasets:
     for role, split in (("train", data.train_split), ("val", data.val_split)):
         splits[role] = open_dataset(data.source, data.format, split, skip_bad=data.skip_bad)
         log.info("%s split %r: %d images", role, split, len(splits[role]))
+    if splits["train"].name == splits["val"].name:  # a single annotation file: splits are ignored
+        log.warning(
+            "%s: training and validation read the same images, so AP measures fitting, not "
+            "generalisation (give a folder with two splits to separate them)",
+            data.source,
+        )
     if splits["train"].class_names != splits["val"].class_names:
         raise DataError(
             f"{data.source}: the {data.train_split!r} and {data.val_split!r} splits name different classes"

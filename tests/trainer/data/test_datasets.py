@@ -29,3 +29,20 @@ def test_missing_split_or_source_is_a_clear_error(tmp_path):
         build_datasets(small_config(f"data.source={root}", "data.val_split=test"))
     with pytest.raises(DataError, match="not found"):
         build_datasets(small_config(f"data.source={tmp_path / 'nowhere'}"))
+
+
+def test_a_single_annotation_file_serves_both_splits_with_a_warning(tmp_path, caplog):
+    import json
+
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    coco = {
+        "images": [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [2, 2, 10, 12], "iscrowd": 0}],
+        "categories": [{"id": 3, "name": "thing"}],
+    }
+    (tmp_path / "one.json").write_text(json.dumps(coco))
+    data = build_datasets(small_config(f"data.source={tmp_path / 'one.json'}"))
+    assert len(data.train) == len(data.val) == 1 and data.class_names == ["thing"]
+    assert "the same images" in caplog.text
