@@ -87,3 +87,21 @@ def test_a_run_on_real_image_files_with_loader_workers(tmp_path):
     in_process = cfg.model_copy(update={"data": cfg.data.model_copy(update={"workers": 0})})
     again = train(in_process, tmp_path / "again")
     assert again["anchors"] == result["anchors"] and again["eval"] == result["eval"]
+
+
+def test_a_run_on_an_s3_dataset_configured_from_the_environment(s3_bucket, tmp_path, monkeypatch):
+    from trainer.storage import open_storage
+
+    bucket, settings = s3_bucket
+    root = make_yolo_dataset(tmp_path / "ds", num_train=8, num_val=2)
+    store = open_storage(f"s3://{bucket}/shapes", settings)
+    for path in (p for p in root.rglob("*") if p.is_file()):
+        store.write_bytes(path.relative_to(root).as_posix(), path.read_bytes())
+    monkeypatch.setenv("ANCHOR_OPT_S3_ENDPOINT_URL", settings.endpoint_url)
+    monkeypatch.setenv("ANCHOR_OPT_S3_PATH_STYLE", "true")
+    monkeypatch.setenv("ANCHOR_OPT_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = small_config(f"data.source=s3://{bucket}/shapes", "optim.batch_size=4", "optim.epochs=1")
+    result = train(cfg, tmp_path / "run")
+    assert result["steps"] == 2 and result["eval"]["ap50"] >= 0
+    assert (tmp_path / "cache" / "s3" / bucket / "shapes" / "data.yaml").is_file()
+    assert RunWriter(tmp_path / "run").read_json("dataset.json")["train"]["images"] == 8
