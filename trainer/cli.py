@@ -47,15 +47,36 @@ def _resolve_config(name: str) -> Path:
     raise ValueError(f"config file not found: {name} (built-in configs: {known})")
 
 
+_COLUMNS = (
+    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+)  # fmt: skip
+
+
+class _FetchBar:
+    """A bar for the objects of an s3:// dataset arriving in the local cache: (done, total) calls."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.task = progress, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("fetching dataset", total=total, info="objects")
+        self.progress.update(self.task, completed=done, total=total)
+
+
 class _Bar:
     """Turns the trainer's progress events into a rich progress bar and per-epoch lines."""
 
     def __init__(self, progress: Progress):
         self.progress, self.task = progress, None
+        self.fetch = _FetchBar(progress)
 
     def __call__(self, event: dict) -> None:
         kind = event["kind"]
-        if kind == "start":
+        if kind == "fetch":
+            self.fetch(event["done"], event["total"])
+        elif kind == "start":
             for split, summary in event["dataset"].items():
                 print_dataset_summary(
                     self.progress.console, summary | {"name": f"{split}: {summary['name']}"}
@@ -162,10 +183,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     init = args.init if args.init in INITS else fr.parse_anchor_list(args.init, "--init")
     num = args.anchors or (len(init) if isinstance(init, list) else 5)
     tuning = {k: v for k, v in (("temperature", args.temperature), ("dist", args.dist)) if v is not None}
-    opened = [
-        open_dataset(d, args.format, args.split, skip_bad=args.skip_bad, check_images=False)
-        for d in args.dataset
-    ]
+    with Progress(*_COLUMNS, console=console, transient=True) as progress:
+        fetch = _FetchBar(progress)
+        opened = [
+            open_dataset(
+                d, args.format, args.split, skip_bad=args.skip_bad, check_images=False, progress=fetch
+            )
+            for d in args.dataset
+        ]
     data = opened[0] if len(opened) == 1 else concat_sets(opened)
     boxes = data.boxes_wh(args.image_size)
     result = fit_anchors(boxes, num, args.method, seed=args.seed, init=init, **tuning)
@@ -199,11 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not (args.resume or args.fresh) and (writer.exists(CHECKPOINT_KEY) or writer.exists(RESULT_KEY)):
         raise ValueError(f"{out} already holds a run: pass --resume to continue it or --fresh to replace it")
 
-    columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-    )  # fmt: skip
-    with Progress(*columns, console=console, disable=args.quiet) as progress:
+    with Progress(*_COLUMNS, console=console, disable=args.quiet) as progress:
         result = train(cfg, out, resume=args.resume, progress=_Bar(progress))
 
     out_console = Console()

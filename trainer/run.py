@@ -42,7 +42,8 @@ from trainer.outputs import (
 
 log = logging.getLogger(__name__)
 
-# Called with events: {"kind": "start" | "step" | "epoch" | "done", ...} (a CLI draws a bar from them).
+# Called with events: {"kind": "fetch" | "start" | "step" | "epoch" | "done", ...} (a CLI draws bars
+# from them); "fetch" events follow the download of an s3:// dataset before training starts.
 ProgressFn = Callable[[dict], None]
 
 
@@ -112,7 +113,7 @@ def train(
     """
     emit = progress or (lambda event: None)
     writer = RunWriter(out_dir)
-    data = build_datasets(cfg)
+    data = build_datasets(cfg, lambda done, total: emit({"kind": "fetch", "done": done, "total": total}))
     train_set, val_set, true_shapes = data.train, data.val, data.true_shapes
     boxes_wh = train_set.boxes_wh()
     state = build_state(cfg, boxes_wh, len(train_set), data.num_classes)

@@ -184,3 +184,33 @@ def test_train_on_real_files_stops_at_a_bad_line_or_skips_and_counts_it(tmp_path
     assert "skipped lines 1" in proc.stderr  # the dataset summary, printed before training
     summary = json.loads((out / "dataset.json").read_text())
     assert summary["train"]["bad_data"]["skipped_lines"] == 1
+
+
+def test_fit_reads_an_s3_uri_with_settings_from_the_environment(s3_bucket, tmp_path, monkeypatch):
+    from trainer.storage import open_storage
+
+    bucket, settings = s3_bucket
+    coco = {
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 200, "height": 100} for i in range(4)],
+        "annotations": [
+            {
+                "id": k,
+                "image_id": k % 4,
+                "category_id": 1,
+                "bbox": [5, 5, 10 + 7 * k, 12 + 3 * k],
+                "iscrowd": 0,
+            }
+            for k in range(12)
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    open_storage(f"s3://{bucket}/ann", settings).write_bytes("boxes.json", json.dumps(coco).encode())
+    monkeypatch.setenv("ANCHOR_OPT_S3_ENDPOINT_URL", settings.endpoint_url)
+    monkeypatch.setenv("ANCHOR_OPT_S3_PATH_STYLE", "true")
+    monkeypatch.setenv("ANCHOR_OPT_CACHE_DIR", str(tmp_path / "cache"))
+    for _ in range(2):  # the second time from the cache
+        proc = run("fit", f"s3://{bucket}/ann/boxes.json", "--anchors", "3", "--image-size", "128",
+                   "--out", str(tmp_path / "fit.json"), cwd=tmp_path)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads((tmp_path / "fit.json").read_text())["dataset"]["boxes"] == 12
+    assert (tmp_path / "cache" / "s3" / bucket / "ann" / "boxes.json").is_file()

@@ -101,7 +101,11 @@ def test_a_run_on_an_s3_dataset_configured_from_the_environment(s3_bucket, tmp_p
     monkeypatch.setenv("ANCHOR_OPT_S3_PATH_STYLE", "true")
     monkeypatch.setenv("ANCHOR_OPT_CACHE_DIR", str(tmp_path / "cache"))
     cfg = small_config(f"data.source=s3://{bucket}/shapes", "optim.batch_size=4", "optim.epochs=1")
-    result = train(cfg, tmp_path / "run")
+    events = []
+    result = train(cfg, tmp_path / "run", progress=events.append)
     assert result["steps"] == 2 and result["eval"]["ap50"] >= 0
+    fetched = [e for e in events if e["kind"] == "fetch"]
+    assert fetched and fetched[-1]["done"] == fetched[-1]["total"] > 0  # a bar can follow the download
+    assert events.index(fetched[-1]) < [e["kind"] for e in events].index("start")
     assert (tmp_path / "cache" / "s3" / bucket / "shapes" / "data.yaml").is_file()
     assert RunWriter(tmp_path / "run").read_json("dataset.json")["train"]["images"] == 8

@@ -39,8 +39,10 @@ class Datasets:
         return {"train": self.train.summary(), "val": self.val.summary()}
 
 
-def build_datasets(cfg: TrainConfig) -> Datasets:
-    """Renders the synthetic set, or reads the configured dataset's two splits (local or s3://)."""
+def build_datasets(cfg: TrainConfig, fetch_progress=None) -> Datasets:
+    """Renders the synthetic set, or reads the configured dataset's two splits (local or s3://).
+
+    `fetch_progress(done, total)` follows the download of an s3:// source into the local cache."""
     size, data = cfg.model.image_size, cfg.data
     if data.is_synthetic:
         from trainer.data.synthetic import build_synthetic
@@ -53,7 +55,9 @@ def build_datasets(cfg: TrainConfig) -> Datasets:
 
     splits = {}
     for role, split in (("train", data.train_split), ("val", data.val_split)):
-        splits[role] = open_dataset(data.source, data.format, split, skip_bad=data.skip_bad)
+        splits[role] = open_dataset(
+            data.source, data.format, split, skip_bad=data.skip_bad, progress=fetch_progress
+        )
         log.info("%s split %r: %d images", role, split, len(splits[role]))
     if splits["train"].name == splits["val"].name:  # a single annotation file: splits are ignored
         log.warning(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -52,14 +53,18 @@ def detect_format(root: Path) -> str:
     raise DataError(f"{root}: looks like several formats ({', '.join(matches)}); set the format explicitly")
 
 
-def local_root(source: str | Path, storage_settings=None) -> Path:
+# Called as objects of an s3:// source arrive in the cache: (objects done, objects in all).
+FetchProgress = Callable[[int, int], None]
+
+
+def local_root(source: str | Path, storage_settings=None, progress: FetchProgress | None = None) -> Path:
     """The local folder or file for `source`: a path, `file://` URI, or `s3://` URI (mirrored)."""
     text = str(source)
     if text.startswith("s3://"):
         from trainer.storage import StorageError, fetch_to_cache
 
         try:
-            fetched = fetch_to_cache(text, storage_settings)
+            fetched = fetch_to_cache(text, storage_settings, progress)
         except StorageError as exc:  # a missing bucket or prefix is bad input like a missing folder
             raise DataError(f"dataset source: {exc}") from None
         log.info(
@@ -88,6 +93,7 @@ def open_dataset(
     skip_bad: bool = False,
     check_images: bool = True,
     storage_settings=None,
+    progress: FetchProgress | None = None,
 ) -> DetectionSet:
     """Reads one split (or `a+b` splits) of a dataset into records, applying the bad-data policy.
 
@@ -95,7 +101,7 @@ def open_dataset(
     with `skip_bad`); fitting anchors on annotation-only data (VOC/COCO JSON without images) turns
     it off. Formats that carry no image sizes (YOLO, Brainwash) always read the headers.
     """
-    root = local_root(source, storage_settings)
+    root = local_root(source, storage_settings, progress)
     fmt = detect_format(root) if format == "auto" else format
     module = reader(fmt)
     parts = [split] if root.is_file() else [s.strip() for s in split.split("+") if s.strip()]
