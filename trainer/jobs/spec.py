@@ -1,0 +1,67 @@
+"""What a job asks for: the training configuration (every section of `TrainConfig`) and resources.
+
+A job spec is a train config with two more sections, so `anchor-opt train job.yaml` and a job
+submitted over REST run the same settings:
+
+    data:      {source: s3://datasets/voc/VOCdevkit, format: voc, train_split: VOC2007/trainval, ...}
+    anchors:   {num: 5, init: identical}
+    tricks:    {warmup_steps: 300, soft_assign: {temperature: 0.1}, ...}
+    model:     {backbone: darknet19, image_size: 416}
+    optim:     {epochs: 100, batch_size: 64}
+    resources: {workers: 4, gpus_per_worker: 1, cpus_per_worker: 8}
+    name:      voc07-identical
+
+Torch-free: the service validates specs with it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from trainer.config import TrainConfig, _Section
+
+
+class JobState(StrEnum):
+    """QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class Resources(_Section):
+    """What the job's Ray Train workers get. Each worker is one DDP rank."""
+
+    workers: int = Field(default=1, ge=1, le=256)  # DDP ranks
+    gpus_per_worker: float = Field(default=0, ge=0, le=16)  # 0: CPU training with gloo; >= 1: NCCL
+    cpus_per_worker: float = Field(default=2, gt=0, le=256)  # data loading and the CPU model
+    # Ray Train restarts the workers from the last checkpoint this many times before failing the job.
+    max_failures: int = Field(default=2, ge=0, le=100)
+
+
+class JobSpec(TrainConfig):
+    """A training config (every `TrainConfig` section, same defaults) plus name and resources."""
+
+    name: str | None = Field(default=None, max_length=100)  # for people; the job id identifies it
+    resources: Resources = Field(default_factory=Resources)
+
+    def train_config(self) -> TrainConfig:
+        """The training settings alone (what a run's checkpoint is compared against)."""
+        return TrainConfig.model_validate(self.model_dump(exclude={"name", "resources"}))
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any] | None, where: str = "job spec") -> JobSpec:
+        """Validates a parsed YAML/JSON mapping; ValueError naming `where` and every bad field."""
+        try:
+            return cls.model_validate(data or {})
+        except Exception as exc:  # pydantic.ValidationError lists each field with its path
+            raise ValueError(f"{where}: invalid job spec:\n{exc}") from None

@@ -1,0 +1,163 @@
+"""A job's objects in storage: `jobs/<id>/...` in a local folder or an S3 bucket (trainer.storage).
+
+    store = JobStore(open_storage("s3://anchor-opt", settings))
+    record = store.create(spec, submitted_by="team-a")      # job.json (conditional create) + QUEUED
+    store.write_status(record.id, JobStatus(state=JobState.RUNNING, ...))
+    store.snapshots(record.id, since_step=100)                # what a poller has not seen yet
+
+One writer per key (DESIGN.md): the service creates job.json and the first status; the trainer's
+rank 0 writes status, snapshots, metrics and result while it runs; the service writes the terminal
+state of a job it finds dead. Every write replaces a whole object, so a reader sees the old or the
+new document, never half of one. The keys under a job's prefix are trainer.outputs' run keys, so a
+local run folder and a job prefix have the same layout.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from trainer.jobs.schema import AnchorSnapshot, EpochMetrics, JobRecord, JobResult, JobStatus
+from trainer.jobs.spec import JobSpec, JobState
+from trainer.outputs import METRICS_PREFIX, RESULT_KEY, SNAPSHOT_PREFIX
+from trainer.storage import AlreadyExists, NotFound, Storage
+
+JOBS_PREFIX = "jobs/"
+JOB_KEY = "job.json"
+STATUS_KEY = "status.json"
+# Lower-case letters, digits and dashes: safe in S3 keys, URLs and Ray submission ids.
+JOB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
+
+_Doc = TypeVar("_Doc", bound=BaseModel)
+
+
+class JobExists(AlreadyExists):
+    """A job with this id was created before; its objects are left as they were."""
+
+
+class UnknownJob(NotFound):
+    """No job with this id in the store."""
+
+
+def new_job_id() -> str:
+    """Sortable by submit time, unique in practice: `20261124-093012-3f9a1c`."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def check_job_id(job_id: str) -> str:
+    if not JOB_ID.match(job_id):
+        raise ValueError(f"job id {job_id!r}: use 3-63 lower-case letters, digits and dashes")
+    return job_id
+
+
+class JobStore:
+    """Reads and writes jobs under `jobs/<id>/` of one storage root."""
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+
+    def key(self, job_id: str, name: str = "") -> str:
+        """The key of `name` (e.g. "status.json", "anchors/00000100.json") under the job's prefix."""
+        return f"{JOBS_PREFIX}{check_job_id(job_id)}/{name}"
+
+    # --- creating and listing -----------------------------------------------------------------------
+
+    def create(
+        self,
+        spec: JobSpec,
+        *,
+        job_id: str | None = None,
+        submitted_by: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobRecord:
+        """Records a new job (job.json, created only if absent) and its QUEUED status.
+
+        JobExists if the id is taken: the existing job is not touched.
+        """
+        record = JobRecord(
+            id=check_job_id(job_id or new_job_id()),
+            spec=spec,
+            submitted_at=time.time(),
+            submitted_by=submitted_by,
+            idempotency_key=idempotency_key,
+        )
+        try:
+            self.storage.write_bytes(self.key(record.id, JOB_KEY), _dump(record), if_absent=True)
+        except AlreadyExists:
+            raise JobExists(
+                f"job {record.id} already exists", self.storage.uri_for(self.key(record.id))
+            ) from None
+        self.write_status(record.id, JobStatus(state=JobState.QUEUED, updated_at=record.submitted_at))
+        return record
+
+    def job_ids(self) -> list[str]:
+        """Every job's id, oldest first for ids from `new_job_id`."""
+        suffix = "/" + JOB_KEY
+        return [
+            o.key[len(JOBS_PREFIX) : -len(suffix)]
+            for o in self.storage.list(JOBS_PREFIX)
+            if o.key.endswith(suffix) and o.key.count("/") == 2
+        ]
+
+    def exists(self, job_id: str) -> bool:
+        return self.storage.exists(self.key(job_id, JOB_KEY))
+
+    # --- documents ----------------------------------------------------------------------------------
+
+    def record(self, job_id: str) -> JobRecord:
+        return self._read(job_id, JOB_KEY, JobRecord)
+
+    def status(self, job_id: str) -> JobStatus:
+        return self._read(job_id, STATUS_KEY, JobStatus)
+
+    def write_status(self, job_id: str, status: JobStatus) -> None:
+        self.storage.write_bytes(self.key(job_id, STATUS_KEY), _dump(status))
+
+    def snapshots(self, job_id: str, since_step: int | None = None) -> list[AnchorSnapshot]:
+        """Anchor snapshots in step order; with `since_step`, only those after it (for polling)."""
+        keys = [o.key for o in self.storage.list(self.key(job_id, SNAPSHOT_PREFIX))]
+        if since_step is not None:
+            keys = [k for k in keys if _step_of(k) > since_step]
+        return [self._parse(k, AnchorSnapshot) for k in keys]
+
+    def latest_snapshot(self, job_id: str) -> AnchorSnapshot | None:
+        keys = [o.key for o in self.storage.list(self.key(job_id, SNAPSHOT_PREFIX))]
+        return self._parse(keys[-1], AnchorSnapshot) if keys else None
+
+    def metrics(self, job_id: str) -> list[EpochMetrics]:
+        keys = [o.key for o in self.storage.list(self.key(job_id, METRICS_PREFIX))]
+        return [self._parse(k, EpochMetrics) for k in keys]
+
+    def result(self, job_id: str) -> JobResult | None:
+        """The result of a finished job; None while it runs."""
+        try:
+            return self._read(job_id, RESULT_KEY, JobResult)
+        except UnknownJob:
+            if not self.exists(job_id):
+                raise
+            return None
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _read(self, job_id: str, name: str, model: type[_Doc]) -> _Doc:
+        key = self.key(job_id, name)
+        try:
+            return self._parse(key, model)
+        except NotFound:
+            raise UnknownJob(f"no {name} for job {job_id}", self.storage.uri_for(key)) from None
+
+    def _parse(self, key: str, model: type[_Doc]) -> _Doc:
+        return model.model_validate_json(self.storage.read_bytes(key))
+
+
+def _step_of(key: str) -> int:
+    """`jobs/<id>/anchors/00000100.json` -> 100 (snapshot keys are zero-padded steps)."""
+    return int(key.rsplit("/", 1)[-1].split(".", 1)[0])
+
+
+def _dump(doc: BaseModel) -> bytes:
+    return doc.model_dump_json(indent=1).encode()
