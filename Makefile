@@ -37,6 +37,7 @@ bench: install
 	$(PY) bench/ablation.py
 	$(PY) bench/fit_speed.py
 	$(PY) bench/coco128_train.py
+	$(PY) bench/step_efficiency.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

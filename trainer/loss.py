@@ -98,7 +98,13 @@ def _ignored(pred: Tensor, log_anchors: Tensor, targets: Tensor, stride: int, th
     if len(targets) == 0:
         return torch.zeros(b, a, h, w, dtype=torch.bool, device=pred.device)
     boxes = decode_boxes(pred, log_anchors, stride).view(b, -1, 4)  # [B, P, 4]
-    iou = box_iou(boxes, targets[:, 2:6].expand(b, -1, 4))  # [B, P, M]
-    same_image = targets[:, 0].long()[None, :] == torch.arange(b, device=pred.device)[:, None]  # [B, M]
-    iou = iou * same_image[:, None, :]
-    return (iou.amax(-1) > threshold).view(b, a, h, w)
+    # Each image's boxes, padded to the batch's most crowded image with empty boxes (IoU 0), so
+    # IoUs are computed only within an image: [B, P, K] instead of [B, P, M].
+    image = targets[:, 0].long()
+    counts = torch.bincount(image, minlength=b)
+    order = torch.argsort(image, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(targets), device=pred.device) - starts[image[order]]
+    padded = torch.zeros(b, int(counts.max()), 4, dtype=boxes.dtype, device=pred.device)
+    padded[image[order], slot] = targets[order, 2:6].to(boxes.dtype)
+    return (box_iou(boxes, padded).amax(-1) > threshold).view(b, a, h, w)

@@ -109,3 +109,27 @@ def test_background_that_already_fits_a_box_is_ignored():
     ignored, _ = yolo_loss(pred, log_anchors, target, STRIDE, LossConfig(ignore_iou=0.5))
     one_position = torch.nn.functional.softplus(torch.tensor(0.0)).item() * 0.5  # BCE(0, 0) x noobj weight
     assert counted["noobj"].item() - ignored["noobj"].item() == pytest.approx(one_position)
+
+
+def test_ignored_positions_match_a_brute_force_per_image_check():
+    from trainer.boxes import box_iou
+    from trainer.decode import decode_boxes
+    from trainer.loss import _ignored
+
+    gen = torch.Generator().manual_seed(0)
+    b, a, h, w = 4, 3, 4, 4
+    pred = torch.randn(b, a, h, w, 7, generator=gen)
+    log_anchors = torch.tensor([[10.0, 10.0], [20.0, 12.0], [12.0, 24.0]]).log()
+    xy = torch.rand(9, 2, generator=gen) * 48
+    wh = torch.rand(9, 2, generator=gen) * 20 + 4
+    images = torch.tensor([0, 0, 0, 1, 3, 3, 3, 3, 0.0])  # image 2 has no boxes; not sorted
+    targets = torch.cat([images[:, None], torch.zeros(9, 1), xy, xy + wh], 1)
+    got = _ignored(pred, log_anchors, targets, 16, 0.3)
+    boxes = decode_boxes(pred, log_anchors, 16).view(b, -1, 4)
+    for i in range(b):
+        mine = targets[targets[:, 0] == i, 2:6]
+        want = (
+            box_iou(boxes[i], mine).amax(-1) > 0.3 if len(mine) else torch.zeros(a * h * w, dtype=torch.bool)
+        )
+        assert torch.equal(got[i].reshape(-1), want)
+    assert got.any() and not got[2].any()
