@@ -40,6 +40,8 @@ class TrainState:
     init_anchors: Tensor  # [A, 2] px, where the anchors started
     steps_per_epoch: int
     step: int = 0
+    rank: int = 0  # this process's DDP rank; each step it takes its slice of the global batch
+    world_size: int = 1
 
     @property
     def total_steps(self) -> int:
@@ -97,23 +99,35 @@ def lr_factors(cfg: TrainConfig, total_steps: int, groups: list[dict]) -> list:
     return [cosine if g.get("name") == "anchors" else network for g in groups]
 
 
-def build_state(cfg: TrainConfig, train_boxes_wh: Tensor, num_train: int, num_classes: int) -> TrainState:
+def build_state(
+    cfg: TrainConfig,
+    train_boxes_wh: Tensor,
+    num_train: int,
+    num_classes: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> TrainState:
     """A fresh run: anchors initialised from the training boxes (pixels at the input size), network
-    seeded by `cfg.seed`, a head for the dataset's `num_classes`."""
-    if num_train < cfg.optim.batch_size:
+    seeded by `cfg.seed`, a head for the dataset's `num_classes`.
+
+    Under DDP every rank builds the same state; `optim.batch_size` is per rank, so a step's global
+    batch is batch_size * world_size images and an epoch has that many fewer steps."""
+    global_batch = cfg.optim.batch_size * world_size
+    if num_train < global_batch:
         raise ValueError(
-            f"optim.batch_size={cfg.optim.batch_size} is larger than the training set ({num_train} images)"
+            f"optim.batch_size={cfg.optim.batch_size} x {world_size} workers is larger than the training set "
+            f"({num_train} images)"
         )
     init = initial_anchors(cfg.anchors, train_boxes_wh)
     with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
         torch.manual_seed(cfg.seed)
         model = Detector(cfg, init, num_classes)
     optimizer = build_optimizer(model, cfg)
-    steps_per_epoch = num_train // cfg.optim.batch_size  # drop_last: every step sees a full batch
+    steps_per_epoch = num_train // global_batch  # drop_last: every step sees a full batch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_factors(cfg, steps_per_epoch * cfg.optim.epochs, optimizer.param_groups)
     )
-    return TrainState(cfg, model, optimizer, scheduler, init.clone(), steps_per_epoch)
+    return TrainState(cfg, model, optimizer, scheduler, init.clone(), steps_per_epoch, 0, rank, world_size)
 
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:
@@ -122,26 +136,54 @@ def sample_seed(seed: int, epoch: int, position: int) -> int:
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
-    """(index, augmentation seed) pairs in a permutation seeded by (seed, epoch), from position
-    `start` on (to resume mid-epoch). Datasets augment a sample from its seed (trainer.data.datasets)."""
+    """(index, augmentation seed) pairs of one rank, in a permutation seeded by (seed, epoch).
 
-    def __init__(self, size: int, seed: int, epoch: int = 0, start: int = 0):
-        self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+    The epoch's order is cut into global batches of `batch * world_size` positions; at each step
+    rank r takes the r-th slice of `batch`. So the ranks of a step together see exactly the images
+    (and augmentations: the seed follows the position) one process with the whole global batch
+    would, whatever the number of workers. Starts at step `start_step` (to resume mid-epoch).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        epoch: int,
+        batch: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.size, self.seed, self.epoch, self.batch = size, seed, epoch, batch
+        self.start_step, self.rank, self.world_size = start_step, rank, world_size
+        self.steps = size // (batch * world_size)
+
+    def positions(self) -> Iterator[int]:
+        for step in range(self.start_step, self.steps):
+            first = (step * self.world_size + self.rank) * self.batch
+            yield from range(first, first + self.batch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.size, generator=gen).tolist()
-        return ((order[p], sample_seed(self.seed, self.epoch, p)) for p in range(self.start, self.size))
+        return ((order[p], sample_seed(self.seed, self.epoch, p)) for p in self.positions())
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return (self.steps - self.start_step) * self.batch
 
 
 def epoch_batches(state: TrainState, dataset) -> DataLoader:
-    """The remaining batches of the state's current epoch, in their fixed order."""
+    """This rank's remaining batches of the state's current epoch, in their fixed order."""
     bs = state.cfg.optim.batch_size
-    start = (state.step % state.steps_per_epoch) * bs
-    sampler = EpochSampler(len(dataset), state.cfg.seed, state.epoch, start)
+    sampler = EpochSampler(
+        len(dataset),
+        state.cfg.seed,
+        state.epoch,
+        bs,
+        state.step % state.steps_per_epoch,
+        state.rank,
+        state.world_size,
+    )
     return DataLoader(dataset, batch_size=bs, sampler=sampler, collate_fn=collate, drop_last=True,
                       **_loader_workers(state.cfg))  # fmt: skip
 

@@ -58,12 +58,24 @@ def test_learned_anchors_move():
 
 
 def test_sampler_is_a_seeded_permutation_per_epoch():
-    a = list(EpochSampler(20, seed=1, epoch=0))
+    a = list(EpochSampler(20, seed=1, epoch=0, batch=4))
     assert sorted(i for i, _ in a) == list(range(20))
     assert len({seed for _, seed in a}) == 20  # every sample its own augmentation seed
-    assert a == list(EpochSampler(20, seed=1, epoch=0))
-    assert a != list(EpochSampler(20, seed=1, epoch=1))
-    assert list(EpochSampler(20, seed=1, epoch=0, start=8)) == a[8:]
+    assert a == list(EpochSampler(20, seed=1, epoch=0, batch=4))
+    assert a != list(EpochSampler(20, seed=1, epoch=1, batch=4))
+    assert list(EpochSampler(20, seed=1, epoch=0, batch=4, start_step=2)) == a[8:]
+    assert len(list(EpochSampler(22, seed=1, epoch=0, batch=4))) == 20  # whole batches only
+
+
+def test_ranks_split_each_global_batch_like_one_process_with_all_of_it():
+    one = list(EpochSampler(50, seed=3, epoch=2, batch=8))  # 6 steps of 8
+    ranks = [list(EpochSampler(50, seed=3, epoch=2, batch=4, rank=r, world_size=2)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 24
+    for step in range(6):
+        together = ranks[0][step * 4 : step * 4 + 4] + ranks[1][step * 4 : step * 4 + 4]
+        assert together == one[step * 8 : step * 8 + 8]  # same images and augmentation seeds
+    resumed = list(EpochSampler(50, seed=3, epoch=2, batch=4, start_step=4, rank=1, world_size=2))
+    assert resumed == ranks[1][16:]
 
 
 def test_checkpoint_mid_warmup_restores_exactly(tmp_path):
@@ -108,3 +120,14 @@ def test_batch_larger_than_the_data_is_a_clear_error():
     cfg = small_config("optim.batch_size=128")
     with pytest.raises(ValueError, match="batch_size"):
         fresh(cfg)
+
+
+def test_batch_size_is_per_rank_so_an_epoch_has_fewer_global_steps():
+    cfg = small_config()  # 64 images, batch 8
+    data = build_datasets(cfg)
+    one = build_state(cfg, data.train.boxes_wh(), len(data.train), data.num_classes)
+    two = build_state(cfg, data.train.boxes_wh(), len(data.train), data.num_classes, rank=1, world_size=2)
+    assert (one.steps_per_epoch, two.steps_per_epoch) == (8, 4) and two.rank == 1
+    torch.testing.assert_close(two.model.anchors.log_wh, one.model.anchors.log_wh)  # every rank starts equal
+    with pytest.raises(ValueError, match="x 16 workers is larger than the training set"):
+        build_state(cfg, data.train.boxes_wh(), len(data.train), data.num_classes, world_size=16)
