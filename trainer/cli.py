@@ -219,7 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config_path = _resolve_config(args.config)
     cfg = load_config(config_path, args.set)
-    out = Path(args.out or Path("runs") / config_path.stem)
+    out = args.out or str(Path("runs") / config_path.stem)  # a folder or s3://bucket/prefix
     writer = RunWriter(out)
     if not (args.resume or args.fresh) and (writer.exists(CHECKPOINT_KEY) or writer.exists(RESULT_KEY)):
         raise ValueError(f"{out} already holds a run: pass --resume to continue it or --fresh to replace it")
@@ -236,7 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"validation: AP50 {ev['ap50']:.3f}  AP75 {ev['ap75']:.3f}  AP[.5:.95] {ev['ap']:.3f}"
         )
     out_console.print(
-        f"outputs in {out}/: result.json, anchors/ (snapshots), metrics/, artifacts/anchors.png"
+        f"outputs in {out.rstrip('/')}/: result.json, anchors/ (snapshots), metrics/, artifacts/anchors.png"
     )
     return 0
 
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML config file, or the name of a built-in one (demo, default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set anchors.init=identical (repeatable)")  # fmt: skip
-    p.add_argument("--out", help="output folder (default: runs/<config name>)")
+    p.add_argument("--out", help="output folder or s3://bucket/prefix (default: runs/<config name>)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     mode.add_argument("--fresh", action="store_true", help="replace whatever run is in --out")

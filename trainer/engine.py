@@ -9,11 +9,11 @@ continues bit for bit as if it had never stopped.
 
 from __future__ import annotations
 
+import io
 import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -253,11 +253,9 @@ def _set_rng_state(s: dict) -> None:
     random.setstate(s["python"])
 
 
-def save_checkpoint(state: TrainState, path: str | Path) -> None:
+def checkpoint_bytes(state: TrainState) -> bytes:
     """Everything that shapes the rest of the run: network, anchors, optimizer and scheduler state,
-    the step (so the warm-up position and data order), RNGs and the config. Written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    the step (so the warm-up position and data order), RNGs and the config, as one object to store."""
     payload = {
         "version": CHECKPOINT_VERSION,
         "step": state.step,
@@ -270,20 +268,21 @@ def save_checkpoint(state: TrainState, path: str | Path) -> None:
         "warmup": {"steps": state.cfg.tricks.warmup_steps, "in_warmup": state.in_warmup},
         "rng": _rng_state(),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
 
 
-def load_checkpoint(state: TrainState, path: str | Path) -> TrainState:
-    """Restores `state` (built from the same config) in place from a checkpoint file."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+def restore_checkpoint(state: TrainState, data: bytes, where: str = "checkpoint") -> TrainState:
+    """Restores `state` (built from the same config) in place from `checkpoint_bytes` output.
+    `where` names the checkpoint in errors (its path or URI)."""
+    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     if payload.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {payload.get('version')} is not {CHECKPOINT_VERSION}")
+        raise ValueError(f"{where}: checkpoint version {payload.get('version')} is not {CHECKPOINT_VERSION}")
     saved = TrainConfig.model_validate(payload["config"])
     if saved != state.cfg:
         diff = _config_diff(saved.model_dump(), state.cfg.model_dump())
-        raise ValueError(f"{path}: checkpoint was made with a different config ({'; '.join(diff[:5])})")
+        raise ValueError(f"{where}: checkpoint was made with a different config ({'; '.join(diff[:5])})")
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scheduler.load_state_dict(payload["scheduler"])

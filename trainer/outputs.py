@@ -8,18 +8,19 @@
     checkpoints/last.pt         exact resume point
     artifacts/*.png             anchors over the box distribution, loss curves
 
-Keys are zero-padded so that a plain listing is in step order. Every object is written whole
-(write to a temporary name, then rename), so a reader never sees half a file.
+Keys are zero-padded so that a plain listing is in step order. The root is a local folder or an
+`s3://bucket/prefix`; every object is written whole (trainer.storage), so a reader never sees half
+a file.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from trainer.storage import Storage, StorageSettings, open_storage
 
 SNAPSHOT_PREFIX = "anchors/"
 METRICS_PREFIX = "metrics/"
@@ -40,49 +41,35 @@ def metrics_key(epoch: int) -> str:
 
 
 class RunWriter:
-    """Reads and writes a run's objects under `root` by key ("anchors/00000025.json")."""
+    """Reads and writes a run's objects by key ("anchors/00000025.json") under a folder or an
+    `s3://bucket/prefix` (trainer.storage: whole-object writes, so readers never see half a file)."""
 
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path | Storage, settings: StorageSettings | None = None):
+        self.storage = root if isinstance(root, Storage) else open_storage(str(root), settings)
 
-    def path(self, key: str) -> Path:
-        p = (self.root / key).resolve()
-        if self.root.resolve() not in p.parents:
-            raise ValueError(f"key {key!r} escapes the run folder")
-        return p
+    @property
+    def uri(self) -> str:
+        return self.storage.uri
 
-    def write_bytes(self, key: str, data: bytes) -> Path:
-        target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a run's outputs are for everyone who can read it
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.storage.write_bytes(key, data)
 
-    def write_json(self, key: str, obj: Any) -> Path:
+    def write_json(self, key: str, obj: Any) -> None:
         """Writes `obj` as JSON; NaN and infinities (undefined metrics) become null."""
-        return self.write_bytes(key, (json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n").encode())
+        self.write_bytes(key, (json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n").encode())
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.storage.read_bytes(key)
 
     def read_json(self, key: str) -> Any:
-        return json.loads(self.path(key).read_text())
+        return json.loads(self.read_bytes(key))
 
     def exists(self, key: str) -> bool:
-        return self.path(key).exists()
+        return self.storage.exists(key)
 
     def keys(self, prefix: str) -> list[str]:
-        """Keys under `prefix` ("anchors/"), sorted, temporary files excluded."""
-        folder = self.path(prefix.rstrip("/"))
-        if not folder.is_dir():
-            return []
-        return sorted(
-            f"{prefix}{p.name}" for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-        )
+        """Keys under `prefix` ("anchors/"), sorted."""
+        return [o.key for o in self.storage.list(prefix)]
 
     def snapshots(self) -> list[dict]:
         return [self.read_json(k) for k in self.keys(SNAPSHOT_PREFIX)]
@@ -91,9 +78,9 @@ class RunWriter:
         """Removes a previous run's outputs (snapshots, metrics, result, checkpoint, artifacts)."""
         for prefix in (SNAPSHOT_PREFIX, METRICS_PREFIX, "artifacts/", "checkpoints/"):
             for key in self.keys(prefix):
-                self.path(key).unlink()
-        for key in (RESULT_KEY, CONFIG_KEY):
-            self.path(key).unlink(missing_ok=True)
+                self.storage.delete(key)
+        for key in (RESULT_KEY, CONFIG_KEY, DATASET_KEY):
+            self.storage.delete(key)
 
 
 def _json_safe(obj: Any) -> Any:

@@ -1,6 +1,7 @@
 """A whole local training run, top to bottom: data, state, the loop, snapshots, metrics, result.
 
-`train(cfg, out_dir)` is what `anchor-opt train` calls. It writes into `out_dir` the same objects a
+`train(cfg, out_dir)` is what `anchor-opt train` calls. It writes into `out_dir` (a folder, an
+`s3://bucket/prefix`, or any trainer.storage Storage) the same objects a
 cluster job writes under its storage prefix (trainer.outputs), and returns the result.
 """
 
@@ -21,10 +22,10 @@ from trainer.data.datasets import build_datasets
 from trainer.engine import (
     TrainState,
     build_state,
+    checkpoint_bytes,
     epoch_batches,
     evaluate_model,
-    load_checkpoint,
-    save_checkpoint,
+    restore_checkpoint,
     train_step,
 )
 from trainer.outputs import (
@@ -39,6 +40,7 @@ from trainer.outputs import (
     metrics_key,
     snapshot_key,
 )
+from trainer.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ def _write_pictures(writer: RunWriter, state: TrainState, boxes_wh: torch.Tensor
 
 
 def train(
-    cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: ProgressFn | None = None
+    cfg: TrainConfig, out_dir: str | Path | Storage, resume: bool = False, progress: ProgressFn | None = None
 ) -> dict:
     """Trains on the configured dataset and writes every output into `out_dir`. Returns result.json.
 
@@ -119,8 +121,9 @@ def train(
     state = build_state(cfg, boxes_wh, len(train_set), data.num_classes)
 
     if resume and writer.exists(CHECKPOINT_KEY):
-        load_checkpoint(state, writer.path(CHECKPOINT_KEY))
-        log.info("resumed from %s at step %d", writer.path(CHECKPOINT_KEY), state.step)
+        where = writer.storage.uri_for(CHECKPOINT_KEY)
+        restore_checkpoint(state, writer.read_bytes(CHECKPOINT_KEY), where)
+        log.info("resumed from %s at step %d", where, state.step)
     else:
         writer.clear()
         writer.write_bytes(CONFIG_KEY, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).encode())
@@ -169,7 +172,7 @@ def train(
         writer.write_json(metrics_key(epoch), metrics)
         epoch_window, curve = _Window(), []
         if last or epoch % cfg.output.checkpoint_every_epochs == 0:
-            save_checkpoint(state, writer.path(CHECKPOINT_KEY))
+            writer.write_bytes(CHECKPOINT_KEY, checkpoint_bytes(state))
         _write_pictures(writer, state, boxes_wh, true_shapes)
         emit({"kind": "epoch", "epoch": epoch, "epochs": cfg.optim.epochs, "metrics": metrics})
 

@@ -5,10 +5,10 @@ from trainer.data.datasets import build_datasets
 from trainer.engine import (
     EpochSampler,
     build_state,
+    checkpoint_bytes,
     epoch_batches,
-    load_checkpoint,
     parameter_groups,
-    save_checkpoint,
+    restore_checkpoint,
     train_step,
 )
 
@@ -89,11 +89,11 @@ def test_checkpoint_mid_warmup_restores_exactly(tmp_path):
     first, data = fresh(cfg)
     run_until(first, data, 4)
     assert first.in_warmup
-    save_checkpoint(first, tmp_path / "ck.pt")
+    (tmp_path / "ck.pt").write_bytes(checkpoint_bytes(first))
     torch.manual_seed(12345)  # disturb the global RNG: the checkpoint must restore it
 
     resumed, data = fresh(cfg)
-    load_checkpoint(resumed, tmp_path / "ck.pt")
+    restore_checkpoint(resumed, (tmp_path / "ck.pt").read_bytes(), "ck.pt")
     assert resumed.step == 4 and resumed.in_warmup
     run_until(resumed, data, total)
 
@@ -110,10 +110,10 @@ def test_checkpoint_mid_warmup_restores_exactly(tmp_path):
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     state, _ = fresh(small_config())
-    save_checkpoint(state, tmp_path / "ck.pt")
+    (tmp_path / "ck.pt").write_bytes(checkpoint_bytes(state))
     other, _ = fresh(small_config("anchors.lr=0.5"))
     with pytest.raises(ValueError, match="anchors.lr"):
-        load_checkpoint(other, tmp_path / "ck.pt")
+        restore_checkpoint(other, (tmp_path / "ck.pt").read_bytes(), "ck.pt")
 
 
 def test_batch_larger_than_the_data_is_a_clear_error():

@@ -27,5 +27,17 @@ def test_a_failed_write_leaves_the_old_object(tmp_path):
 
 
 def test_keys_cannot_escape_the_folder(tmp_path):
-    with pytest.raises(ValueError, match="escapes"):
+    with pytest.raises(ValueError, match="invalid key '../x.json'"):
         RunWriter(tmp_path / "run").write_json("../x.json", {})
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_a_run_folder_in_s3_reads_back_like_a_local_one(s3_bucket):
+    bucket, settings = s3_bucket
+    w = RunWriter(f"s3://{bucket}/runs/one", settings)
+    for step in (50, 0):
+        w.write_json(snapshot_key(step), {"step": step})
+    w.write_json("result.json", {"ok": True})
+    assert [s["step"] for s in w.snapshots()] == [0, 50] and w.exists("result.json")
+    w.clear()
+    assert w.keys("") == []

@@ -109,3 +109,21 @@ def test_a_run_on_an_s3_dataset_configured_from_the_environment(s3_bucket, tmp_p
     assert events.index(fetched[-1]) < [e["kind"] for e in events].index("start")
     assert (tmp_path / "cache" / "s3" / bucket / "shapes" / "data.yaml").is_file()
     assert RunWriter(tmp_path / "run").read_json("dataset.json")["train"]["images"] == 8
+
+
+def test_outputs_and_resume_in_s3(s3_bucket, tmp_path):
+    from trainer.storage import open_storage
+
+    bucket, settings = s3_bucket
+    store = open_storage(f"s3://{bucket}/runs/r1", settings)
+    cfg = small_config("optim.epochs=1", "eval.every_epochs=0")
+    first = train(cfg, store)
+    keys = [o.key for o in store.list("")]
+    assert {
+        "result.json",
+        "config.yaml",
+        "dataset.json",
+        "checkpoints/last.pt",
+        "artifacts/anchors.png",
+    } <= set(keys)
+    assert train(cfg, store, resume=True)["anchors"] == first["anchors"]  # restored from the S3 checkpoint
