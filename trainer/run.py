@@ -118,6 +118,7 @@ def train(
     data = build_datasets(cfg, lambda done, total: emit({"kind": "fetch", "done": done, "total": total}))
     train_set, val_set, true_shapes = data.train, data.val, data.true_shapes
     boxes_wh = train_set.boxes_wh()
+    summary = data.summary()
     state = build_state(cfg, boxes_wh, len(train_set), data.num_classes)
 
     if resume and writer.exists(CHECKPOINT_KEY):
@@ -127,10 +128,10 @@ def train(
     else:
         writer.clear()
         writer.write_bytes(CONFIG_KEY, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).encode())
-        writer.write_json(DATASET_KEY, data.summary() | {"class_names": data.class_names})
+        writer.write_json(DATASET_KEY, summary | {"class_names": data.class_names})
         writer.write_json(snapshot_key(0), _snapshot(state, boxes_wh, None))
     start = {"step": state.step, "total": state.total_steps, "init": state.init_anchors.tolist()}
-    emit({"kind": "start", **start, "dataset": data.summary()})
+    emit({"kind": "start", **start, "dataset": summary})
 
     started = time.monotonic()
     start_step = state.step

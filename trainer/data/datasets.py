@@ -28,8 +28,11 @@ log = logging.getLogger(__name__)
 class Datasets:
     train: object
     val: object
-    class_names: list[str]
     true_shapes: Tensor | None  # the synthetic mixture's shapes; None for real data
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.train.class_names
 
     @property
     def num_classes(self) -> int:
@@ -48,7 +51,7 @@ def build_datasets(cfg: TrainConfig, fetch_progress=None) -> Datasets:
         from trainer.data.synthetic import build_synthetic
 
         train, val = build_synthetic(data.synthetic, size, cfg.seed, hflip=data.augment.hflip)
-        return Datasets(train, val, train.class_names, train.true_shapes())
+        return Datasets(train, val, train.true_shapes())
 
     from trainer.data.images import ImageDataset
     from trainer.data.sources import open_dataset
@@ -71,4 +74,4 @@ def build_datasets(cfg: TrainConfig, fetch_progress=None) -> Datasets:
         )
     train = ImageDataset(splits["train"], size, data.augment, cache=data.cache_images)
     val = ImageDataset(splits["val"], size, cache=data.cache_images)
-    return Datasets(train, val, train.class_names, None)
+    return Datasets(train, val, None)
