@@ -1,6 +1,7 @@
 """`anchor-opt`: the command line.
 
-    anchor-opt train CONFIG.yaml [--set key=value ...] [--out DIR] [--resume | --fresh]
+    anchor-opt train CONFIG.yaml [--set key=value ...] [--out DIR] [--resume | --fresh] [--workers N]
+    anchor-opt run-job JOB_ID --store URI
     anchor-opt config [CONFIG.yaml] [--set key=value ...]
     anchor-opt fit DATASET... [--anchors A] [--image-size S] [--method kmeans|learned] [--compare LIST]
 
@@ -18,16 +19,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+from rich.progress import Progress
 
+from trainer.cli_display import COLUMNS, Bar, FetchBar, anchor_table, fit_table, print_dataset_summary
 from trainer.config import load_config
 
 BUILTIN_CONFIGS = Path(__file__).parent / "configs"
@@ -45,124 +39,6 @@ def _resolve_config(name: str) -> Path:
         return builtin
     known = ", ".join(sorted(p.stem for p in BUILTIN_CONFIGS.glob("*.yaml")))
     raise ValueError(f"config file not found: {name} (built-in configs: {known})")
-
-
-_COLUMNS = (
-    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-)  # fmt: skip
-
-
-class _FetchBar:
-    """A bar for the objects of an s3:// dataset arriving in the local cache: (done, total) calls."""
-
-    def __init__(self, progress: Progress):
-        self.progress, self.task = progress, None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.task is None:
-            self.task = self.progress.add_task("fetching dataset", total=total, info="objects")
-        self.progress.update(self.task, completed=done, total=total)
-
-
-class _Bar:
-    """Turns the trainer's progress events into a rich progress bar and per-epoch lines."""
-
-    def __init__(self, progress: Progress):
-        self.progress, self.task = progress, None
-        self.fetch = _FetchBar(progress)
-
-    def __call__(self, event: dict) -> None:
-        kind = event["kind"]
-        if kind == "fetch":
-            self.fetch(event["done"], event["total"])
-        elif kind == "start":
-            for split, summary in event["dataset"].items():
-                print_dataset_summary(
-                    self.progress.console, summary | {"name": f"{split}: {summary['name']}"}
-                )
-            self.task = self.progress.add_task(
-                "training", total=event["total"], completed=event["step"], info=""
-            )
-        elif kind == "step":
-            loss = event["losses"]["total"]
-            self.progress.update(
-                self.task, completed=event["step"], info=f"{event['phase']:6s} loss {loss:7.3f}"
-            )
-        elif kind == "epoch":
-            m = event["metrics"]
-            ev = m["eval"] or {}
-            ap50 = f"AP50 {ev['ap50']:.3f}  AP {ev['ap']:.3f}" if ev else ""
-            loss = m["losses"].get("total", float("nan"))
-            self.progress.console.print(
-                f"epoch {event['epoch']}/{event['epochs']}  loss {loss:.3f}  {ap50}  "
-                f"{m['images_per_s']:.0f} img/s"
-            )
-
-
-def _anchor_table(result: dict) -> Table:
-    init, final = result["anchors"]["init"], result["anchors"]["final"]
-    table = Table(title=f"anchors (w x h, pixels at the {result['image_size']} px input)")
-    table.add_column("#", justify="right")
-    table.add_column("init", justify="right")
-    table.add_column("learned", justify="right")
-    table.add_column("grid cells", justify="right")
-    for k, (a, b, c) in enumerate(zip(init, final, result["anchors"]["final_cells"], strict=True)):
-        table.add_row(
-            str(k), f"{a[0]:.1f} x {a[1]:.1f}", f"{b[0]:.1f} x {b[1]:.1f}", f"{c[0]:.2f} x {c[1]:.2f}"
-        )
-    return table
-
-
-def _fit_table(result: dict) -> Table:
-    fit = result["fit"]
-    table = Table(title="how well the anchors fit the training boxes")
-    table.add_column("metric")
-    table.add_column("init", justify="right")
-    table.add_column("learned", justify="right")
-    table.add_column("meaning")
-    from trainer.anchors import FIT_METRICS  # torch: only the commands that train import it
-
-    for key, text in FIT_METRICS.items():
-        table.add_row(key, f"{fit['init'][key]:.3f}", f"{fit['final'][key]:.3f}", text)
-    syn = result.get("synthetic") or {}
-    if syn.get("log_error_final") is not None:
-        table.add_row(
-            "log_error", f"{syn['log_error_init']:.3f}", f"{syn['log_error_final']:.3f}",
-            "mean |log| error to the true shapes, best matching (0.10 is about 10 %)",
-        )  # fmt: skip
-    return table
-
-
-def print_dataset_summary(console: Console, summary: dict, extra: dict[str, str] | None = None) -> None:
-    """Prints `DetectionSet.summary()` as one table; `extra` rows (label: text) come last."""
-    table = Table(title=f"dataset {summary['name']}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("format", summary["format"])
-    table.add_row("images", f"{summary['images']} ({summary['images_without_boxes']} without boxes)")
-    ignored = f"crowd {summary['crowd']}, difficult {summary['difficult']}: ignored in training"
-    table.add_row("boxes", f"{summary['boxes']} ({ignored})")
-    top = sorted(summary["per_class"].items(), key=lambda kv: -kv[1])
-    shown = ", ".join(f"{name} {n}" for name, n in top[:6]) + (
-        f", +{len(top) - 6} more" if len(top) > 6 else ""
-    )
-    table.add_row("classes", f"{summary['classes']}: {shown}")
-    if summary["box_size_px"]:
-        z = summary["box_size_px"]
-        table.add_row(
-            "box size (original px)",
-            f"w {z['min_w']:g}-{z['max_w']:g}, h {z['min_h']:g}-{z['max_h']:g}, "
-            f"median {z['median_w']:g} x {z['median_h']:g}",
-        )
-    bad = summary["bad_data"] or {}  # None for the synthetic set, which has none by construction
-    counts = {k.replace("_", " "): v for k, v in bad.items() if k != "problems" and v}
-    table.add_row("bad data", ", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
-    for problem in bad.get("problems", [])[:5]:
-        table.add_row("", f"[dim]{problem}[/dim]")
-    for label, text in (extra or {}).items():
-        table.add_row(label, text)
-    console.print(table)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -183,8 +59,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     init = args.init if args.init in INITS else fr.parse_anchor_list(args.init, "--init")
     num = args.anchors or (len(init) if isinstance(init, list) else 5)
     tuning = {k: v for k, v in (("temperature", args.temperature), ("dist", args.dist)) if v is not None}
-    with Progress(*_COLUMNS, console=console, transient=True) as progress:
-        fetch = _FetchBar(progress)
+    with Progress(*COLUMNS, console=console, transient=True) as progress:
+        fetch = FetchBar(progress)
         opened = [
             open_dataset(
                 d, args.format, args.split, skip_bad=args.skip_bad, check_images=False, progress=fetch
@@ -214,30 +90,103 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainer.outputs import CHECKPOINT_KEY, RESULT_KEY, RunWriter
-    from trainer.run import train
+    from trainer.outputs import CHECKPOINT_PREFIX, RESULT_KEY, RunWriter
 
     config_path = _resolve_config(args.config)
     cfg = load_config(config_path, args.set)
     out = args.out or str(Path("runs") / config_path.stem)  # a folder or s3://bucket/prefix
     writer = RunWriter(out)
-    if not (args.resume or args.fresh) and (writer.exists(CHECKPOINT_KEY) or writer.exists(RESULT_KEY)):
+    if not (args.resume or args.fresh) and (writer.keys(CHECKPOINT_PREFIX) or writer.exists(RESULT_KEY)):
         raise ValueError(f"{out} already holds a run: pass --resume to continue it or --fresh to replace it")
 
-    with Progress(*_COLUMNS, console=console, disable=args.quiet) as progress:
-        result = train(cfg, out, resume=args.resume, progress=_Bar(progress))
+    if args.workers is None:
+        from trainer.run import train
+
+        with Progress(*COLUMNS, console=console, disable=args.quiet) as progress:
+            result = train(cfg, out, resume=args.resume, progress=Bar(progress))
+    else:
+        result = _train_on_ray(args, cfg, writer)
+        if result is None:
+            status = writer.status()
+            error = status.error if status else "no status written"
+            console.print(f"[red]training failed:[/red] {escape(error or '')}", soft_wrap=True)
+            return 1
 
     out_console = Console()
-    out_console.print(_anchor_table(result))
-    out_console.print(_fit_table(result))
+    out_console.print(anchor_table(result))
+    out_console.print(fit_table(result))
     if result.get("eval"):
         ev = result["eval"]
         out_console.print(
             f"validation: AP50 {ev['ap50']:.3f}  AP75 {ev['ap75']:.3f}  AP[.5:.95] {ev['ap']:.3f}"
         )
     out_console.print(
-        f"outputs in {out.rstrip('/')}/: result.json, anchors/ (snapshots), metrics/, artifacts/anchors.png"
+        f"outputs in {out.rstrip('/')}/: result.json, anchors/ (snapshots), metrics/, artifacts/ "
+        "(anchors.png, anchors.yaml, anchors.cfg, weights.pt)"
     )
+    return 0
+
+
+def _train_on_ray(args: argparse.Namespace, cfg, writer) -> dict | None:
+    """`train --workers N`: the same loop on N Ray Train workers (a local Ray unless --ray-address
+    or RAY_ADDRESS names a cluster); the bar follows status.json as a job's poller would. Returns
+    result.json, or None when training failed (status.json says why)."""
+    import os
+    import threading
+
+    from trainer.driver import train_to_end
+    from trainer.jobs.spec import JobState, Resources
+    from trainer.outputs import RESULT_KEY
+    from trainer.storage import StorageSettings
+
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    cpus = args.cpus_per_worker or max(1, (os.cpu_count() or 1) // args.workers)
+    resources = Resources(
+        workers=args.workers,
+        cpus_per_worker=cpus,
+        gpus_per_worker=args.gpus_per_worker,
+        max_failures=args.max_failures,
+    )
+    if not args.resume:
+        writer.clear()
+    ended: list = []
+    run = threading.Thread(
+        target=lambda: ended.append(
+            train_to_end(writer, cfg, resources, StorageSettings(), ray_address=args.ray_address)
+        ),
+        daemon=True,
+    )
+    with Progress(*COLUMNS, console=console, disable=args.quiet) as progress:
+        task = progress.add_task(f"training on {args.workers} Ray worker(s)", total=None, info="starting")
+        run.start()
+        while run.is_alive():
+            run.join(timeout=0.5)
+            status = writer.status()
+            if status and status.total_steps:
+                speed = f"{status.images_per_s:.0f} img/s" if status.images_per_s else ""
+                info = f"{status.phase or '':6s} epoch {status.epoch}/{status.epochs} {speed}"
+                progress.update(task, completed=status.step, total=status.total_steps, info=info)
+    final = ended[0] if ended else writer.status()
+    return writer.read_json(RESULT_KEY) if final and final.state == JobState.SUCCEEDED else None
+
+
+def cmd_run_job(args: argparse.Namespace) -> int:
+    """Runs one job of a store to its end (what the control plane's Ray job executes)."""
+    from trainer.driver import run_job
+    from trainer.jobs.spec import JobState
+    from trainer.jobs.store import UnknownJob
+
+    try:
+        status = run_job(args.job_id, args.store, ray_address=args.ray_address)
+    except UnknownJob as exc:
+        raise ValueError(f"{exc.args[0]} ({exc.args[1]})") from None
+    if status.state != JobState.SUCCEEDED:
+        console.print(
+            f"[red]job {args.job_id} {status.state}:[/red] {escape(status.error or '')}", soft_wrap=True
+        )
+        return 1
+    console.print(f"job {args.job_id} SUCCEEDED at step {status.step}")
     return 0
 
 
@@ -264,7 +213,40 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     mode.add_argument("--fresh", action="store_true", help="replace whatever run is in --out")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ray = p.add_argument_group("distributed (Ray Train)")
+    ray.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="train on N Ray Train workers (DDP ranks); default: in this process, no Ray",
+    )
+    ray.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        metavar="C",
+        help="CPUs per worker (default: this machine's CPUs / N)",
+    )
+    ray.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=0,
+        metavar="G",
+        help="GPUs per worker (default 0: CPU training with gloo; >= 1: NCCL, bf16)",
+    )
+    ray.add_argument(
+        "--max-failures",
+        type=int,
+        default=2,
+        help="restarts from the last checkpoint after a worker dies (default 2)",
+    )
+    ray.add_argument("--ray-address", help="Ray cluster to use (default: RAY_ADDRESS, else a local Ray)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run-job", help="run a stored job to its end on Ray Train (what a Ray job executes)")
+    p.add_argument("job_id", help="the job's id (jobs/<id>/ in the store)")
+    p.add_argument("--store", required=True, help="job store root: a folder, file:// or s3://bucket/prefix")
+    p.add_argument("--ray-address", help="Ray cluster to use (default: RAY_ADDRESS, else a local Ray)")
+    p.set_defaults(func=cmd_run_job)
 
     p = sub.add_parser("fit", help="fit anchors to a dataset's boxes without training (k-means or learned)")
     p.add_argument("dataset", nargs="+", help="dataset path, file:// or s3:// URI; several are combined")

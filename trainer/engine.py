@@ -42,6 +42,10 @@ class TrainState:
     step: int = 0
     rank: int = 0  # this process's DDP rank; each step it takes its slice of the global batch
     world_size: int = 1
+    # What the step calls forward on: the model wrapped in DistributedDataParallel under Ray Train
+    # (gradients, anchors' included, are averaged over ranks), else None for the model itself.
+    net: nn.Module | None = None
+    amp: bool = False  # bf16 autocast of the forward pass (on GPUs)
 
     @property
     def total_steps(self) -> int:
@@ -194,26 +198,46 @@ def _loader_workers(cfg: TrainConfig) -> dict:
     return {"num_workers": workers, "prefetch_factor": 4 if workers else None}
 
 
-def train_step(state: TrainState, images: Tensor, targets: Tensor) -> tuple[dict[str, float], dict]:
+def train_step(
+    state: TrainState, images: Tensor, targets: Tensor, chunks: int = 1
+) -> tuple[dict[str, float], dict]:
     """One optimizer step on a batch. images uint8 [B, 3, S, S]; targets [M, 6] px.
 
+    `chunks` > 1 splits the batch into that many equal parts, each with its own forward pass (so
+    its own batch-norm statistics) and loss, and averages their gradients: in one process, exactly
+    what `chunks` DDP ranks do with one part each. Tests use it to check the distributed step.
     Returns (loss terms as floats, statistics such as per-anchor assignment counts).
     """
     cfg, model = state.cfg, state.model
+    if chunks > 1 and (state.net is not None or len(images) % chunks):
+        raise ValueError(f"chunks={chunks} needs a batch it divides, and no DDP wrapper")
     model.train()
     warm = state.in_warmup
     soft = cfg.tricks.soft_assign if warm and cfg.tricks.soft_assign.enabled else None
     cluster = cfg.tricks.clustering.weight if warm and cfg.tricks.clustering.enabled else 0.0
 
-    pred, log_anchors = model(images.float() / 255)
-    terms, stats = yolo_loss(pred, log_anchors, targets, model.stride, cfg.loss, soft, cluster)
     state.optimizer.zero_grad(set_to_none=True)
-    terms["total"].backward()
+    size = len(images) // chunks
+    totals: dict[str, float] = {}
+    counts = None
+    for first in range(0, len(images), size):
+        part = targets
+        if chunks > 1:  # this part's boxes, numbered from its first image
+            part = targets[(targets[:, 0] >= first) & (targets[:, 0] < first + size)].clone()
+            part[:, 0] -= first
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=state.amp):
+            pred, log_anchors = (state.net or model)(images[first : first + size].float() / 255)
+        pred, log_anchors = pred.float(), log_anchors.float()  # the loss and assignment in fp32
+        terms, stats = yolo_loss(pred, log_anchors, part, model.stride, cfg.loss, soft, cluster)
+        (terms["total"] / chunks).backward()
+        for k, v in terms.items():
+            totals[k] = totals.get(k, 0.0) + float(v.detach()) / chunks
+        counts = stats["assign_counts"] if counts is None else counts + stats["assign_counts"]
     nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
     state.optimizer.step()
     state.scheduler.step()
     state.step += 1
-    return {k: float(v.detach()) for k, v in terms.items()}, stats
+    return totals, {"assign_counts": counts}
 
 
 @torch.no_grad()
@@ -223,10 +247,11 @@ def evaluate_model(model: Detector, dataset, cfg: TrainConfig, batch_size: int =
     Predictions are mapped back to each original image and scored against its original boxes,
     crowd and difficult ones included as ignored (trainer.evaluate)."""
     model.eval()
+    device = next(model.parameters()).device
     gts, dets, sizes = [], [], []
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate, **_loader_workers(cfg))
     for images, _ in loader:
-        pred, log_anchors = model(images.float() / 255)
+        pred, log_anchors = model(images.to(device).float() / 255)
         ev = cfg.eval
         found = postprocess(pred, log_anchors, model.stride, ev.conf_threshold, ev.nms_iou, ev.max_detections)
         for d in found:
@@ -234,7 +259,7 @@ def evaluate_model(model: Detector, dataset, cfg: TrainConfig, batch_size: int =
             gt = dataset.ground_truth(i)
             sizes.append(gt.pop("size"))
             gts.append(gt)
-            det = {k: v.numpy() for k, v in d.items()}
+            det = {k: v.cpu().numpy() for k, v in d.items()}
             det["boxes"] = dataset.to_original(i, det["boxes"])
             dets.append(det)
     return coco_eval(gts, dets, model.num_classes, sizes)
@@ -259,6 +284,7 @@ def checkpoint_bytes(state: TrainState) -> bytes:
     payload = {
         "version": CHECKPOINT_VERSION,
         "step": state.step,
+        "world_size": state.world_size,  # the step count's meaning: steps per epoch depend on it
         "config": state.cfg.model_dump(mode="json"),
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
@@ -283,6 +309,12 @@ def restore_checkpoint(state: TrainState, data: bytes, where: str = "checkpoint"
     if saved != state.cfg:
         diff = _config_diff(saved.model_dump(), state.cfg.model_dump())
         raise ValueError(f"{where}: checkpoint was made with a different config ({'; '.join(diff[:5])})")
+    saved_world = payload.get("world_size", 1)
+    if saved_world != state.world_size:
+        raise ValueError(
+            f"{where}: checkpoint was made by {saved_world} worker(s), this run has {state.world_size}; "
+            "resume with the same number of workers"
+        )
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     state.scheduler.load_state_dict(payload["scheduler"])

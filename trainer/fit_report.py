@@ -25,6 +25,7 @@ from torch import Tensor
 
 from trainer.anchors import FIT_METRICS, anchor_fit
 from trainer.boxes import shape_iou
+from trainer.exports import anchor_exports
 from trainer.fit import INITS, FitResult, starting_anchors, usable_boxes
 
 _NAMED = re.compile(r"^\s*([A-Za-z][\w .+-]*?)\s*=(.*)$", re.S)
@@ -107,17 +108,6 @@ def describe_set(anchors: Tensor, boxes: Tensor, stride: int) -> dict:
     }
 
 
-def exports(anchors: Tensor, stride: int) -> dict[str, str]:
-    """The anchors in formats other tools read: darknet cfg lines and a YOLOv5 yaml entry."""
-    cells = ", ".join(f"{w / stride:.4f},{h / stride:.4f}" for w, h in anchors.tolist())
-    pixels = ", ".join(f"{round(w)},{round(h)}" for w, h in anchors.tolist())
-    return {
-        "darknet_region": f"anchors = {cells}",  # YOLOv2 [region]: grid cells
-        "darknet_yolo": f"anchors = {pixels}",  # YOLOv3/v4 [yolo]: input pixels
-        "yolov5": f"anchors:\n  - [{pixels}]",  # one output level with every anchor
-    }
-
-
 def build_report(
     summary: dict,
     boxes_wh,
@@ -173,7 +163,7 @@ def build_report(
         "init": init_name,  # the name of the set the fit started from, None for kmeans
         "sets": sets,
         "metric_meanings": dict(FIT_METRICS),
-        "exports": exports(result.anchors, stride),
+        "exports": anchor_exports(result.anchors, stride),
     }
 
 

@@ -1,12 +1,14 @@
 """A run's outputs in a folder, laid out like a job's prefix in storage (DESIGN.md, "Storage layout"):
 
+    status.json                 state, progress (step of total, throughput, ETA), last error
     config.yaml                 the resolved configuration
     dataset.json                dataset summary of both splits: images, boxes, classes, bad data
     anchors/<step:08d>.json     anchor snapshot: step, epoch, anchors in px and grid cells, fit metrics
     metrics/<epoch:04d>.json    per-epoch losses, learning rates, evaluation
     result.json                 final anchors, metrics, artifact keys
-    checkpoints/last.pt         exact resume point
-    artifacts/*.png             anchors over the box distribution, loss curves
+    checkpoints/...             exact resume points (last.pt in-process; Ray Train's checkpoint_*/)
+    artifacts/...               anchors over the box distribution, loss curves, the learned anchors
+                                as JSON/YAML/darknet cfg lines, final weights
 
 Keys are zero-padded so that a plain listing is in step order. The root is a local folder or an
 `s3://bucket/prefix`; every object is written whole (trainer.storage), so a reader never sees half
@@ -17,17 +19,21 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
+from trainer.jobs.schema import JobStatus
 from trainer.storage import Storage, StorageSettings, open_storage
 
 SNAPSHOT_PREFIX = "anchors/"
 METRICS_PREFIX = "metrics/"
 RESULT_KEY = "result.json"
+STATUS_KEY = "status.json"
 CONFIG_KEY = "config.yaml"
 DATASET_KEY = "dataset.json"
-CHECKPOINT_KEY = "checkpoints/last.pt"
+CHECKPOINT_PREFIX = "checkpoints/"
+CHECKPOINT_KEY = "checkpoints/last.pt"  # an in-process run's; Ray Train writes checkpoint_*/ folders
 ANCHORS_PLOT_KEY = "artifacts/anchors.png"
 LOSSES_PLOT_KEY = "artifacts/losses.png"
 
@@ -74,12 +80,27 @@ class RunWriter:
     def snapshots(self) -> list[dict]:
         return [self.read_json(k) for k in self.keys(SNAPSHOT_PREFIX)]
 
+    def status(self) -> JobStatus | None:
+        """The run's status.json, None before the first."""
+        if not self.exists(STATUS_KEY):
+            return None
+        return JobStatus.model_validate_json(self.read_bytes(STATUS_KEY))
+
+    def update_status(self, **changes: Any) -> JobStatus:
+        """Rewrites status.json whole with `changes` over the current document (validated against
+        the schema, so a writer cannot drift from what readers parse); stamps `updated_at`."""
+        current = self.status()
+        base = current.model_dump() if current else {"state": "QUEUED"}
+        doc = JobStatus.model_validate(base | changes | {"updated_at": time.time()})
+        self.write_bytes(STATUS_KEY, doc.model_dump_json(indent=1).encode())
+        return doc
+
     def clear(self) -> None:
         """Removes a previous run's outputs (snapshots, metrics, result, checkpoint, artifacts)."""
-        for prefix in (SNAPSHOT_PREFIX, METRICS_PREFIX, "artifacts/", "checkpoints/"):
+        for prefix in (SNAPSHOT_PREFIX, METRICS_PREFIX, "artifacts/", CHECKPOINT_PREFIX):
             for key in self.keys(prefix):
                 self.storage.delete(key)
-        for key in (RESULT_KEY, CONFIG_KEY, DATASET_KEY):
+        for key in (RESULT_KEY, CONFIG_KEY, DATASET_KEY, STATUS_KEY):
             self.storage.delete(key)
 
 

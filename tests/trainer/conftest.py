@@ -64,3 +64,21 @@ def make_yolo_dataset(root, num_train: int = 24, num_val: int = 8, size: int = 9
                 lines.append(f"{int(cls)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
             (root / "labels" / split / f"{i:04d}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray with 2 CPUs for the whole session, shut down at its end.
+
+    Its temp folder is short (Ray puts Unix sockets under it; a long pytest tmp path breaks them).
+    """
+    import shutil
+    import tempfile
+
+    from trainer.distributed import ensure_ray, ray
+
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    assert ensure_ray(num_cpus=2, temp_dir=temp)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)

@@ -11,11 +11,11 @@ from rich.console import Console
 
 from trainer.anchors import FIT_METRICS
 from trainer.data.records import DetectionSet, ImageRecord
+from trainer.exports import anchor_exports
 from trainer.fit import fit_anchors
 from trainer.fit_report import (
     build_report,
     draw,
-    exports,
     parse_anchor_list,
     parse_compare,
     print_report,
@@ -109,7 +109,7 @@ def test_kmeans_report_has_no_init_set():
 
 
 def test_exports_in_cells_and_pixels():
-    ex = exports(torch.tensor([[32.0, 64.0], [100.4, 50.4]]), stride=32)
+    ex = anchor_exports(torch.tensor([[32.0, 64.0], [100.4, 50.4]]), stride=32)
     assert ex["darknet_region"] == "anchors = 1.0000,2.0000, 3.1375,1.5750"
     assert ex["darknet_yolo"] == "anchors = 32,64, 100,50"
     assert ex["yolov5"] == "anchors:\n  - [32,64, 100,50]"

@@ -54,7 +54,10 @@ class JobStatus(_Document):
     epochs: int | None = None
     images_per_s: float | None = None
     eta_s: float | None = None  # seconds to the end at the current throughput
-    attempt: int = 0  # how many times the workers were restarted after a failure
+    phase: str | None = None  # "warmup" (anchor tricks on) or "main" while it trains
+    workers: int | None = None  # DDP ranks
+    attempt: int = 0  # how many times the run resumed from a checkpoint (after a worker failure)
+    resumed_from_step: int | None = None  # the checkpoint's step, when this attempt resumed from one
     error: str | None = None  # why it FAILED (or was CANCELLED)
     updated_at: float
     started_at: float | None = None
@@ -72,8 +75,9 @@ class AnchorSnapshot(_Document):
     stride: int
     anchors: list[list[float]]  # [A][w, h] pixels at the input size
     anchors_cells: list[list[float]]  # the same in grid cells (darknet's unit)
-    fit: FitMetrics
-    assign_counts: list[float] | None = None  # boxes per anchor since the previous snapshot
+    fit: FitMetrics  # on the augmented boxes rank 0 trained on since the previous snapshot
+    fit_dataset: FitMetrics | None = None  # on every training box, unaugmented (letterboxed)
+    assign_counts: list[float] | None = None  # boxes per anchor since the previous snapshot, all ranks
     losses: dict[str, float] | None = None  # mean loss terms since the previous snapshot
     time: float
 
@@ -109,4 +113,5 @@ class JobResult(_Document):
     fit: dict[str, FitMetrics]  # "init", "final"
     eval: dict | None = None
     synthetic: dict | None = None  # recovery error against the synthetic set's true shapes
-    artifacts: dict[str, str]  # name -> key under the job's prefix
+    ddp: dict  # {"workers", "anchor_rank_spread": max |anchor difference| of any rank to rank 0, px}
+    artifacts: dict[str, str]  # name -> key (or prefix, for "checkpoints") under the job's prefix

@@ -23,12 +23,11 @@ from pydantic import BaseModel
 
 from trainer.jobs.schema import AnchorSnapshot, EpochMetrics, JobRecord, JobResult, JobStatus
 from trainer.jobs.spec import JobSpec, JobState
-from trainer.outputs import METRICS_PREFIX, RESULT_KEY, SNAPSHOT_PREFIX
+from trainer.outputs import METRICS_PREFIX, RESULT_KEY, SNAPSHOT_PREFIX, STATUS_KEY
 from trainer.storage import AlreadyExists, NotFound, Storage
 
 JOBS_PREFIX = "jobs/"
 JOB_KEY = "job.json"
-STATUS_KEY = "status.json"
 # Lower-case letters, digits and dashes: safe in S3 keys, URLs and Ray submission ids.
 JOB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
 
@@ -63,6 +62,10 @@ class JobStore:
     def key(self, job_id: str, name: str = "") -> str:
         """The key of `name` (e.g. "status.json", "anchors/00000100.json") under the job's prefix."""
         return f"{JOBS_PREFIX}{check_job_id(job_id)}/{name}"
+
+    def run_uri(self, job_id: str) -> str:
+        """The job's prefix as a storage URI (`s3://bucket/root/jobs/<id>`): a training run's root."""
+        return self.storage.uri_for(self.key(job_id)).rstrip("/")
 
     # --- creating and listing -----------------------------------------------------------------------
 

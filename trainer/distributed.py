@@ -1,0 +1,218 @@
+"""Training under Ray Train: trainer.loop's loop on every rank of a TorchTrainer worker group.
+
+    train_on_ray(cfg, "s3://bucket/jobs/<id>", Resources(workers=4, gpus_per_worker=1))
+
+Each worker is one DDP rank (gloo on CPUs, NCCL on GPUs with bf16 autocast). Checkpoints go through
+Ray Train into `<run root>/checkpoints/` (pyarrow's S3 filesystem for s3:// roots); when a worker
+dies, Ray restarts the group (up to `resources.max_failures` times) and every rank restores the
+last committed checkpoint, so the step count continues where it was. Everything else the run
+writes goes through trainer.storage from rank 0 (trainer.loop).
+
+With no cluster address (argument or RAY_ADDRESS) a local Ray is started, sized to this machine.
+Measured behaviour this builds on: docs/ray-train-notes.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+# Before Ray is imported: no usage reporting (offline machines), and prints from the workers once.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+
+import ray  # noqa: E402
+import ray.train  # noqa: E402
+import ray.train.torch  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.jobs.spec import Resources  # noqa: E402
+from trainer.loop import Session, run_loop  # noqa: E402
+from trainer.outputs import CHECKPOINT_PREFIX, RunWriter  # noqa: E402
+from trainer.storage import StorageSettings, parse_uri  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"  # inside each Ray checkpoint folder
+RUN_NAME = CHECKPOINT_PREFIX.rstrip("/")  # Ray's run folder under the run root: checkpoints/
+_QUIET = "trainer.distributed.quiet_ray_logs"
+
+
+class RaySession(Session):
+    """A rank of a Ray Train worker group (call inside the training function)."""
+
+    checkpoint_key = CHECKPOINT_PREFIX
+
+    def __init__(self) -> None:
+        ctx = ray.train.get_context()
+        self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.amp = self.device.type == "cuda"
+
+    def prepare_model(self, model: nn.Module) -> nn.Module | None:
+        wrapped = ray.train.torch.prepare_model(model)  # DistributedDataParallel when world_size > 1
+        return None if wrapped is model else wrapped
+
+    def prepare_loader(self, loader):
+        # Our EpochSampler already gives each rank its slice of every global batch (and the
+        # augmentation seeds); Ray's own DistributedSampler would replace it. Batches to the device.
+        return ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False)
+
+    def restore(self) -> tuple[bytes, str] | None:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as folder:
+            return (Path(folder) / CHECKPOINT_FILE).read_bytes(), checkpoint.path
+
+    def save(self, data: bytes | None, step: int, epoch: int) -> None:
+        metrics = {"step": step, "epoch": epoch}
+        if data is None:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:  # report uploads it before returning
+            (Path(folder) / CHECKPOINT_FILE).write_bytes(data)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+    def sum(self, t: Tensor) -> Tensor:
+        if self.world_size == 1:
+            return t
+        t = t.detach().to(self.device, torch.float32).clone()
+        dist.all_reduce(t)
+        return t
+
+    def gather(self, t: Tensor) -> list[Tensor]:
+        if self.world_size == 1:
+            return [t]
+        t = t.detach().to(self.device).contiguous()
+        out = [torch.empty_like(t) for _ in range(self.world_size)]
+        dist.all_gather(out, t)
+        return out
+
+
+def _train_worker(config: dict) -> None:
+    """The function each Ray Train worker runs."""
+    quiet_ray_logs()
+    torch.set_num_threads(config["threads"])  # Ray starts workers with OMP_NUM_THREADS=1
+    cfg = TrainConfig.model_validate(config["cfg"])
+    writer = RunWriter(config["root"], config["storage"])
+    run_loop(cfg, writer, RaySession(), fault=config.get("fault"))
+
+
+def quiet_ray_logs() -> None:
+    """Ray Train without its dashboard warns every ~2 s that it cannot clean up placement groups."""
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(
+        logging.ERROR
+    )
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, temp_dir: str | None = None) -> bool:
+    """Connects to the cluster at `address` (or RAY_ADDRESS), or starts a local Ray with `num_cpus`
+    (default: this machine's) and `temp_dir` (default /tmp/ray; keep it short: Ray puts Unix
+    sockets under it). True when this call started a local Ray; False when Ray was already up."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    ray.init(
+        address=address,
+        num_cpus=None if address else num_cpus,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        runtime_env={"worker_process_setup_hook": _QUIET},
+        _temp_dir=None if address else temp_dir,
+    )
+    quiet_ray_logs()
+    return address is None
+
+
+def check_capacity(resources: Resources) -> None:
+    """ValueError naming the field when the workers cannot fit the cluster as it is now. Without this
+    Ray Train waits for the resources forever (it retries the worker group start every 60 s), which
+    is right for an autoscaling cluster and wrong for a fixed one such as a local Ray."""
+    have = ray.cluster_resources()
+    need = {
+        "CPU": ("resources.cpus_per_worker", resources.cpus_per_worker),
+        "GPU": ("resources.gpus_per_worker", resources.gpus_per_worker),
+    }
+    for kind, (field, per_worker) in need.items():
+        total = per_worker * resources.workers
+        if total > have.get(kind, 0) + 1e-9:
+            raise ValueError(
+                f"{field}={per_worker:g} x resources.workers={resources.workers} needs {total:g} {kind}s; "
+                f"the Ray cluster has {have.get(kind, 0):g}"
+            )
+
+
+def ray_storage(root: str, settings: StorageSettings | None = None):
+    """(storage_path, pyarrow filesystem or None) for Ray Train's RunConfig from a run root URI."""
+    where = parse_uri(root)
+    if isinstance(where, Path):
+        return str(where.resolve()), None
+    from pyarrow import fs
+
+    _, bucket, prefix = where
+    s = settings or StorageSettings()
+    kwargs: dict = {
+        "region": s.region,
+        "connect_timeout": s.connect_timeout,
+        "request_timeout": s.read_timeout,
+        "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=s.max_attempts),
+    }
+    if s.endpoint_url:
+        url = urlsplit(s.endpoint_url)
+        kwargs |= {"endpoint_override": url.netloc + url.path.rstrip("/"), "scheme": url.scheme or "https"}
+        kwargs["force_virtual_addressing"] = not s.path_style  # pyarrow is path-style with an endpoint
+    if s.access_key_id:
+        kwargs |= {"access_key": s.access_key_id, "secret_key": s.secret_access_key.get_secret_value()}
+    return f"{bucket}/{prefix}".rstrip("/"), fs.S3FileSystem(**kwargs)
+
+
+def train_on_ray(
+    cfg: TrainConfig,
+    root: str,
+    resources: Resources,
+    settings: StorageSettings | None = None,
+    *,
+    ray_address: str | None = None,
+    fault: dict | None = None,
+) -> None:
+    """Runs the job's training on `resources.workers` Ray Train workers, writing under `root` (a
+    run root URI). Resumes from the checkpoint under `root`/checkpoints when there is one. Raises
+    ray.train.TrainingFailedError when the workers fail more than `resources.max_failures` times."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    if ensure_ray(ray_address):
+        check_capacity(resources)
+    settings = settings or StorageSettings()
+    storage_path, filesystem = ray_storage(root, settings)
+    use_gpu = resources.gpus_per_worker > 0
+    per_worker = {"CPU": resources.cpus_per_worker} | ({"GPU": resources.gpus_per_worker} if use_gpu else {})
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={
+            "cfg": cfg.model_dump(mode="json"),
+            "root": root,
+            "storage": settings,
+            "threads": max(1, int(resources.cpus_per_worker)),
+            "fault": fault,
+        },
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=resources.workers, use_gpu=use_gpu, resources_per_worker=per_worker
+        ),
+        run_config=RunConfig(
+            name=RUN_NAME,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
+            failure_config=FailureConfig(max_failures=resources.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    trainer.fit()
