@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -54,6 +55,7 @@ def s3_endpoint() -> Iterator[str]:
             env.delenv(name, raising=False)
         for name in [n for n in os.environ if n.startswith("ANCHOR_OPT_S3_") or n == "ANCHOR_OPT_CACHE_DIR"]:
             env.delenv(name)  # a developer's own storage settings must not reach the tests
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per request otherwise
         port = _free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()

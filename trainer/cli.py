@@ -23,6 +23,7 @@ from rich.progress import Progress
 
 from trainer.cli_display import COLUMNS, Bar, FetchBar, anchor_table, fit_table, print_dataset_summary
 from trainer.config import load_config
+from trainer.storage import StorageError
 
 BUILTIN_CONFIGS = Path(__file__).parent / "configs"
 
@@ -175,12 +176,8 @@ def cmd_run_job(args: argparse.Namespace) -> int:
     """Runs one job of a store to its end (what the control plane's Ray job executes)."""
     from trainer.driver import run_job
     from trainer.jobs.spec import JobState
-    from trainer.jobs.store import UnknownJob
 
-    try:
-        status = run_job(args.job_id, args.store, ray_address=args.ray_address)
-    except UnknownJob as exc:
-        raise ValueError(f"{exc.args[0]} ({exc.args[1]})") from None
+    status = run_job(args.job_id, args.store, ray_address=args.ray_address)
     if status.state != JobState.SUCCEEDED:
         console.print(
             f"[red]job {args.job_id} {status.state}:[/red] {escape(status.error or '')}", soft_wrap=True
@@ -301,9 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except ValueError as exc:  # bad input: one clear message, no traceback
+    except (ValueError, StorageError) as exc:  # bad input, unreachable storage: one clear message
+        message = str(exc)
+        if isinstance(exc, StorageError) and exc.uri and exc.uri not in message:
+            message += f" ({exc.uri})"
         # Not wrapped (a path cut in two cannot be pasted) and not read as markup (paths may hold [ ]).
-        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted: run again with --resume to continue from the last checkpoint")

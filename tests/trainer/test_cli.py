@@ -214,3 +214,40 @@ def test_fit_reads_an_s3_uri_with_settings_from_the_environment(s3_bucket, tmp_p
         assert proc.returncode == 0, proc.stderr
         assert json.loads((tmp_path / "fit.json").read_text())["dataset"]["boxes"] == 12
     assert (tmp_path / "cache" / "s3" / bucket / "ann" / "boxes.json").is_file()
+
+
+def test_train_with_workers_runs_on_the_given_ray_cluster(ray_cluster, tmp_path):
+    """`--workers 2` on an existing cluster (the session's local Ray, by address, as a cluster's
+    head would be named): the same outputs as an in-process run, and status.json SUCCEEDED."""
+    out = tmp_path / "run"
+    address = ray_cluster.get_runtime_context().gcs_address
+    args = ["--workers", "2", "--cpus-per-worker", "1", "--ray-address", address]
+    proc = run("train", "demo", "--out", str(out), *SMALL, *args, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "learned" in proc.stdout and "weights.pt" in proc.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["steps"] == 2 and result["ddp"] == {"workers": 2, "anchor_rank_spread": 0.0}
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "SUCCEEDED" and status["workers"] == 2
+    assert list((out / "checkpoints").glob("checkpoint_*/checkpoint.pt"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--workers", "2", "--cpus-per-worker", "0"], "cpus_per_worker"),
+    ],
+)
+def test_train_bad_worker_options_exit_2(tmp_path, args, message):
+    proc = run("train", "demo", "--out", str(tmp_path / "x"), *SMALL, *args)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_job_names_an_unknown_job_and_store(tmp_path):
+    proc = run("run-job", "no-such-job", "--store", str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert "no-such-job" in proc.stderr and str(tmp_path) in proc.stderr and "Traceback" not in proc.stderr
+    bad = run("run-job", "Bad/Id", "--store", str(tmp_path))
+    assert bad.returncode == 2 and "job id" in bad.stderr
