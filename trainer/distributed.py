@@ -106,7 +106,10 @@ def _train_worker(config: dict) -> None:
 
 
 def quiet_ray_logs() -> None:
-    """Ray Train without its dashboard warns every ~2 s that it cannot clean up placement groups."""
+    """Ray Train's progress lines (each report, each checkpoint) would interleave with ours, and
+    without its dashboard it warns every ~2 s that it cannot clean up placement groups. Warnings
+    and errors still reach the driver. Runs in every Ray worker process (worker_process_setup_hook)."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(
         logging.ERROR
     )
