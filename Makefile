@@ -38,6 +38,7 @@ bench: install
 	$(PY) bench/fit_speed.py
 	$(PY) bench/coco128_train.py
 	$(PY) bench/step_efficiency.py
+	$(PY) bench/ddp_scaling.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

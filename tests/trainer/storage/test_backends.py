@@ -6,6 +6,7 @@ Then what only LocalStorage (atomic replace, failed writes) or S3Storage (paging
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,28 @@ def test_download_replaces_the_destination_whole(store, tmp_path):
     with pytest.raises(NotFound):
         store.download("data/missing.jpg", tmp_path / "out" / "missing.jpg")
     assert sorted(p.name for p in dest.parent.parent.rglob("*")) == ["deep", "img.jpg"]  # no temp files
+
+
+def test_a_reader_racing_a_writer_only_ever_sees_whole_objects(store):
+    """status.json is rewritten while the service polls it: every read is one version, entire."""
+    versions = [bytes([i]) * 300_000 for i in range(1, 4)]
+    store.write_bytes("jobs/a/status.json", versions[0])
+    done = threading.Event()
+
+    def writer():
+        try:
+            for i in range(30):
+                store.write_bytes("jobs/a/status.json", versions[i % len(versions)])
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    reads = 0
+    while not done.is_set() or reads < 5:
+        assert store.read_bytes("jobs/a/status.json") in versions
+        reads += 1
+    thread.join()
 
 
 # --- local folders ------------------------------------------------------------------------------
