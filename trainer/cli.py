@@ -134,6 +134,7 @@ def _train_on_ray(args: argparse.Namespace, cfg, writer) -> dict | None:
     result.json, or None when training failed (status.json says why)."""
     import os
     import threading
+    import time
 
     from trainer.driver import train_to_end
     from trainer.jobs.spec import JobState, Resources
@@ -149,6 +150,9 @@ def _train_on_ray(args: argparse.Namespace, cfg, writer) -> dict | None:
         gpus_per_worker=args.gpus_per_worker,
         max_failures=args.max_failures,
     )
+    from trainer.distributed import ensure_ray
+
+    ensure_ray(args.ray_address, log_to_driver=False)  # in the main thread; the bar is the output
     if not args.resume:
         writer.clear()
     ended: list = []
@@ -161,15 +165,24 @@ def _train_on_ray(args: argparse.Namespace, cfg, writer) -> dict | None:
     with Progress(*COLUMNS, console=console, disable=args.quiet) as progress:
         task = progress.add_task(f"training on {args.workers} Ray worker(s)", total=None, info="starting")
         run.start()
-        while run.is_alive():
-            run.join(timeout=0.5)
-            status = writer.status()
-            if status and status.total_steps:
-                speed = f"{status.images_per_s:.0f} img/s" if status.images_per_s else ""
-                info = f"{status.phase or '':6s} epoch {status.epoch}/{status.epochs} {speed}"
-                progress.update(task, completed=status.step, total=status.total_steps, info=info)
+        try:
+            _follow(writer, run, progress, task)
+        except KeyboardInterrupt:  # the workers stop with this process; the checkpoints stay
+            writer.update_status(state=JobState.CANCELLED, error="interrupted", finished_at=time.time())
+            raise
     final = ended[0] if ended else writer.status()
     return writer.read_json(RESULT_KEY) if final and final.state == JobState.SUCCEEDED else None
+
+
+def _follow(writer, run, progress: Progress, task) -> None:
+    """Draws status.json's progress until the training thread ends."""
+    while run.is_alive():
+        run.join(timeout=0.5)
+        status = writer.status()
+        if status and status.total_steps:
+            speed = f"{status.images_per_s:.0f} img/s" if status.images_per_s else ""
+            info = f"{status.phase or '':6s} epoch {status.epoch}/{status.epochs} {speed}"
+            progress.update(task, completed=status.step, total=status.total_steps, info=info)
 
 
 def cmd_run_job(args: argparse.Namespace) -> int:

@@ -106,19 +106,28 @@ def _train_worker(config: dict) -> None:
 
 
 def quiet_ray_logs() -> None:
-    """Ray Train's progress lines (each report, each checkpoint) would interleave with ours, and
-    without its dashboard it warns every ~2 s that it cannot clean up placement groups. Warnings
-    and errors still reach the driver. Runs in every Ray worker process (worker_process_setup_hook)."""
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    """Without its dashboard Ray Train warns every ~2 s that it cannot clean up placement groups.
+    Runs in every Ray worker process (worker_process_setup_hook) and in the driver."""
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(
         logging.ERROR
     )
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, temp_dir: str | None = None) -> bool:
+_started_here = False  # whether ensure_ray started the (local) Ray this process uses
+
+
+def ensure_ray(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    temp_dir: str | None = None,
+    log_to_driver: bool = True,
+) -> bool:
     """Connects to the cluster at `address` (or RAY_ADDRESS), or starts a local Ray with `num_cpus`
     (default: this machine's) and `temp_dir` (default /tmp/ray; keep it short: Ray puts Unix
-    sockets under it). True when this call started a local Ray; False when Ray was already up."""
+    sockets under it). Call it from the main thread (Ray sets a SIGTERM handler there).
+    `log_to_driver=False` keeps the workers' output out of this process's (the CLI's bar); errors
+    still arrive with the exceptions. True when this call started a local Ray."""
+    global _started_here
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -127,17 +136,20 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, temp_dir
         num_cpus=None if address else num_cpus,
         include_dashboard=False,
         logging_level=logging.WARNING,
+        log_to_driver=log_to_driver,
         runtime_env={"worker_process_setup_hook": _QUIET},
         _temp_dir=None if address else temp_dir,
     )
     quiet_ray_logs()
-    return address is None
+    _started_here = address is None
+    return _started_here
 
 
 def check_capacity(resources: Resources) -> None:
     """ValueError naming the field when the workers cannot fit the cluster as it is now. Without this
     Ray Train waits for the resources forever (it retries the worker group start every 60 s), which
-    is right for an autoscaling cluster and wrong for a fixed one such as a local Ray."""
+    is right for an autoscaling cluster and wrong for a fixed one such as a local Ray: train_on_ray
+    checks only a Ray that ensure_ray started."""
     have = ray.cluster_resources()
     need = {
         "CPU": ("resources.cpus_per_worker", resources.cpus_per_worker),
@@ -188,10 +200,11 @@ def train_on_ray(
     """Runs the job's training on `resources.workers` Ray Train workers, writing under `root` (a
     run root URI). Resumes from the checkpoint under `root`/checkpoints when there is one. Raises
     ray.train.TrainingFailedError when the workers fail more than `resources.max_failures` times."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    if ensure_ray(ray_address):
+    ensure_ray(ray_address)
+    if _started_here:
         check_capacity(resources)
     settings = settings or StorageSettings()
     storage_path, filesystem = ray_storage(root, settings)
@@ -216,6 +229,7 @@ def train_on_ray(
             storage_filesystem=filesystem,
             failure_config=FailureConfig(max_failures=resources.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            logging_config=LoggingConfig(log_level="WARNING"),  # not a line per report and checkpoint
         ),
     )
     trainer.fit()
