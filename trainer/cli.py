@@ -143,7 +143,9 @@ def _train_on_ray(args: argparse.Namespace, cfg, writer) -> dict | None:
 
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    cpus = args.cpus_per_worker or max(1, (os.cpu_count() or 1) // args.workers)
+    cpus = args.cpus_per_worker
+    if cpus is None:
+        cpus = max(1, (os.cpu_count() or 1) // args.workers)
     resources = Resources(
         workers=args.workers,
         cpus_per_worker=cpus,
