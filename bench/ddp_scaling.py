@@ -62,10 +62,15 @@ def main() -> None:
     parser.add_argument("--cpus-per-worker", type=float, default=1)
     parser.add_argument("--gpus-per-worker", type=float, default=0)
     args = parser.parse_args()
-    ensure_ray(temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    ensure_ray(temp_dir=temp)
     print(f"cluster: {ray.cluster_resources()}")
-    w1 = throughput(1, args)
-    w2 = throughput(2, args)
+    try:
+        w1 = throughput(1, args)
+        w2 = throughput(2, args)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
     print(f"ddp_scaling: w1_img_s={w1:.1f} w2_img_s={w2:.1f} efficiency={w2 / (2 * w1):.3f}")
 
 

@@ -137,16 +137,27 @@ def test_a_killed_worker_is_replaced_and_the_job_resumes_from_its_checkpoint(
     assert store.result(job).anchors.final == store.result(done).anchors.final
 
 
-def test_a_job_that_keeps_failing_ends_failed_with_the_workers_error(ray_cluster, s3_store, tmp_path):
+def test_a_failed_job_ends_failed_and_a_new_driver_resumes_it_from_its_checkpoint(
+    ray_cluster, s3_store, finished_job, tmp_path
+):
     uri, settings, store = s3_store
     job = _submit(store, resources=WORKERS.model_copy(update={"max_failures": 0}))
-    fault = {"rank": 0, "step": 2, "marker": str(tmp_path / "crashed")}
+    fault = {"rank": 0, "step": 6, "marker": str(tmp_path / "crashed"), "delay_s": 3}
     status = run_job(job, uri, settings, fault=fault)
     assert status.state == JobState.FAILED and status.finished_at
-    assert "rank 0" in status.error or "died" in status.error.lower(), status.error
+    assert "worker(s) failed: rank 0: " in status.error, status.error  # rank 1 then loses its peer
     assert store.result(job) is None
-    again = run_job(job, uri, settings)  # a finished job is not run again
-    assert again.state == JobState.FAILED
+    assert run_job(job, uri, settings).state == JobState.FAILED  # a finished job is not run again
+
+    # As if the driver itself had died (the status still says RUNNING) and the job were resubmitted:
+    # a new driver finds the job's Ray checkpoint under its prefix and goes on from step 4.
+    store.write_status(job, status.model_copy(update={"state": JobState.RUNNING, "finished_at": None}))
+    resumed = run_job(job, uri, settings)
+    assert resumed.state == JobState.SUCCEEDED and resumed.error is None
+    assert resumed.resumed_from_step == 4 and resumed.attempt == 1
+    assert [s.step for s in store.snapshots(job)] == [0, 3, 4, 6, 8, 9, 12]
+    assert store.result(job).anchors.final == store.result(finished_job[0]).anchors.final
+    assert run_job(job, uri, settings).state == JobState.SUCCEEDED  # nothing more to do
 
 
 def test_failure_message_names_each_rank():
