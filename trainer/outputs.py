@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.jobs.schema import JobStatus
-from trainer.storage import Storage, StorageSettings, open_storage
+from trainer.storage import NotFound, Storage, StorageSettings, open_storage
 
 SNAPSHOT_PREFIX = "anchors/"
 METRICS_PREFIX = "metrics/"
@@ -82,9 +82,10 @@ class RunWriter:
 
     def status(self) -> JobStatus | None:
         """The run's status.json, None before the first."""
-        if not self.exists(STATUS_KEY):
+        try:
+            return JobStatus.model_validate_json(self.read_bytes(STATUS_KEY))
+        except NotFound:
             return None
-        return JobStatus.model_validate_json(self.read_bytes(STATUS_KEY))
 
     def update_status(self, **changes: Any) -> JobStatus:
         """Rewrites status.json whole with `changes` over the current document (validated against
