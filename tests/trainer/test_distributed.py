@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from trainer.data.datasets import build_datasets
-from trainer.driver import failure_message, run_job
+from trainer.distributed import check_capacity, ray_storage, train_on_ray
+from trainer.driver import run_job
 from trainer.engine import build_state, epoch_batches, train_step
 from trainer.jobs.spec import JobSpec, JobState, Resources
 from trainer.jobs.store import JobStore
@@ -160,16 +161,27 @@ def test_a_failed_job_ends_failed_and_a_new_driver_resumes_it_from_its_checkpoin
     assert run_job(job, uri, settings).state == JobState.SUCCEEDED  # nothing more to do
 
 
-def test_failure_message_names_each_rank():
-    class Group(Exception):
-        worker_failures = {1: RuntimeError("Traceback ...\n  line\nValueError: bad box"), 0: OSError("gone")}
-
-    message = failure_message(Group("x"))
-    assert message == "2 worker(s) failed: rank 0: gone; rank 1: ValueError: bad box"
-    assert failure_message(ValueError("y" * 5000)).startswith("...")
-
-
 def test_the_spec_and_metrics_json_stay_plain(finished_job):
     job, _, store, _ = finished_job
     raw = json.loads(store.storage.read_bytes(store.key(job, "anchors/00000012.json")))
     assert raw["fit_dataset"]["mean_best_iou"] > 0 and raw["fit"]["bpr"] > 0
+
+
+def test_more_than_a_local_ray_has_is_an_error_naming_the_field(ray_cluster, tmp_path):
+    too_many = Resources(workers=2, cpus_per_worker=2)
+    with pytest.raises(ValueError, match=r"resources.cpus_per_worker=2 x resources.workers=2 needs 4 CPUs"):
+        train_on_ray(small_config(), str(tmp_path), too_many)
+    with pytest.raises(
+        ValueError, match=r"resources.gpus_per_worker=1 .* needs 1 GPUs; the Ray cluster has 0"
+    ):
+        check_capacity(Resources(gpus_per_worker=1, cpus_per_worker=1))
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_ray_storage_from_a_run_root(tmp_path, s3_endpoint):
+    assert ray_storage(str(tmp_path / "run")) == (str(tmp_path / "run"), None)
+    settings = StorageSettings(
+        endpoint_url=s3_endpoint, path_style=True, access_key_id="a", secret_access_key="b"
+    )
+    path, fs = ray_storage("s3://bucket/root/jobs/abc", settings)
+    assert path == "bucket/root/jobs/abc" and type(fs).__name__ == "S3FileSystem"
