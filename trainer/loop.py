@@ -37,6 +37,7 @@ from trainer.engine import (
 from trainer.exports import WEIGHTS_KEY, weights_bytes, write_anchor_artifacts
 from trainer.jobs.spec import JobState
 from trainer.outputs import (
+    BOXES_KEY,
     CHECKPOINT_KEY,
     CONFIG_KEY,
     DATASET_KEY,
@@ -45,7 +46,16 @@ from trainer.outputs import (
     metrics_key,
     snapshot_key,
 )
-from trainer.reporting import History, Progress, Window, anchors_px, prune_after, result, snapshot
+from trainer.reporting import (
+    History,
+    Progress,
+    Window,
+    anchors_px,
+    boxes_npy,
+    prune_after,
+    result,
+    snapshot,
+)
 
 # Called with events: {"kind": "fetch" | "start" | "step" | "epoch" | "done", ...} (a CLI draws bars
 # from them); "fetch" events follow the download of an s3:// dataset before training starts.
@@ -124,7 +134,9 @@ def run_loop(
             writer.write_bytes(
                 CONFIG_KEY, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).encode()
             )
-            writer.write_json(DATASET_KEY, summary | {"class_names": data.class_names})
+            true = None if true_shapes is None else true_shapes.tolist()
+            writer.write_json(DATASET_KEY, summary | {"class_names": data.class_names, "true_shapes": true})
+            writer.write_bytes(BOXES_KEY, boxes_npy(boxes_wh))
             writer.write_json(snapshot_key(0), snapshot(state, boxes_wh, None, None))
         before = writer.status()
         writer.update_status(

@@ -3,6 +3,8 @@
     status.json                 state, progress (step of total, throughput, ETA), last error
     config.yaml                 the resolved configuration
     dataset.json                dataset summary of both splits: images, boxes, classes, bad data
+    boxes.npy                   training boxes' (w, h) px at the input size, float32 [N, 2] (at most
+                                50,000, a fixed sample): the density the anchor pictures draw over
     anchors/<step:08d>.json     anchor snapshot: step, epoch, anchors in px and grid cells, fit metrics
     metrics/<epoch:04d>.json    per-epoch losses, learning rates, evaluation
     result.json                 final anchors, metrics, artifact keys
@@ -32,6 +34,7 @@ RESULT_KEY = "result.json"
 STATUS_KEY = "status.json"
 CONFIG_KEY = "config.yaml"
 DATASET_KEY = "dataset.json"
+BOXES_KEY = "boxes.npy"
 CHECKPOINT_PREFIX = "checkpoints/"
 CHECKPOINT_KEY = "checkpoints/last.pt"  # an in-process run's; Ray Train writes checkpoint_*/ folders
 ANCHORS_PLOT_KEY = "artifacts/anchors.png"
@@ -101,7 +104,7 @@ class RunWriter:
         for prefix in (SNAPSHOT_PREFIX, METRICS_PREFIX, "artifacts/", CHECKPOINT_PREFIX):
             for key in self.keys(prefix):
                 self.storage.delete(key)
-        for key in (RESULT_KEY, CONFIG_KEY, DATASET_KEY, STATUS_KEY):
+        for key in (RESULT_KEY, CONFIG_KEY, DATASET_KEY, STATUS_KEY, BOXES_KEY):
             self.storage.delete(key)
 
 

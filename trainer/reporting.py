@@ -131,6 +131,24 @@ class History:
         )
 
 
+MAX_PICTURE_BOXES = 50_000  # a density picture looks the same from a fixed sample of this size
+
+
+def boxes_npy(boxes_wh: Tensor) -> bytes:
+    """boxes.npy: the training boxes (w, h) for pictures drawn elsewhere (the service has no torch)."""
+    import io
+
+    import numpy as np
+
+    boxes = boxes_wh.float().cpu()
+    if len(boxes) > MAX_PICTURE_BOXES:
+        keep = torch.randperm(len(boxes), generator=torch.Generator().manual_seed(0))[:MAX_PICTURE_BOXES]
+        boxes = boxes[keep.sort().values]
+    buffer = io.BytesIO()
+    np.save(buffer, boxes.numpy().astype(np.float32), allow_pickle=False)
+    return buffer.getvalue()
+
+
 def prune_after(writer: RunWriter, step: int, epoch: int) -> None:
     """Removes snapshots after `step` and metrics after `epoch`: left by an attempt that failed after
     the checkpoint this one resumes from. The replay rewrites them, so pollers never see a step twice."""

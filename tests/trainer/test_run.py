@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from trainer.config import load_config
@@ -60,6 +61,9 @@ def test_run_writes_the_storage_layout(short_run):
     for key in result["artifacts"].values():
         assert (out / key).exists(), key
     assert (out / "artifacts/anchors.png").read_bytes().startswith(PNG)
+    boxes = np.load(out / "boxes.npy")  # for pictures drawn without torch (the service)
+    assert boxes.dtype == np.float32 and boxes.shape[1] == 2 and len(boxes) > 640
+    assert len(json.loads((out / "dataset.json").read_text())["true_shapes"]) == 5
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("epoch") == 4
 
