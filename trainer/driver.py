@@ -68,6 +68,9 @@ def train_to_end(
         train_on_ray(cfg, writer.uri, resources, settings, ray_address=ray_address, fault=fault)
     except Exception as exc:
         log.exception("training under %s failed", writer.uri)
+        current = writer.status()
+        if current and current.state is JobState.CANCELLED:  # stopped on purpose: keep the service's word
+            return current
         return writer.update_status(
             state=JobState.FAILED, error=failure_message(exc), finished_at=time.time()
         )

@@ -59,6 +59,7 @@ class JobStatus(_Document):
     attempt: int = 0  # how many times the run resumed from a checkpoint (after a worker failure)
     resumed_from_step: int | None = None  # the checkpoint's step, when this attempt resumed from one
     error: str | None = None  # why it FAILED (or was CANCELLED)
+    launched_at: float | None = None  # when the service handed the job to Ray (None: still waiting)
     updated_at: float
     started_at: float | None = None
     finished_at: float | None = None

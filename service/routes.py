@@ -1,0 +1,199 @@
+"""The job routes: thin functions over the store (service.views) and the scheduler.
+
+Every route is a plain `def`: FastAPI runs it in its thread pool, so the blocking storage and Ray
+calls never stall the event loop. Another tenant's job is a 404, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from service.auth import Principal
+from service.dataset_policy import check_job_spec
+
+from service import views
+from service.schemas import AnchorHistory, JobList, JobPublic, JobSummary, Logs, MetricsHistory, ResultPublic
+from trainer.jobs.spec import JobSpec, JobState
+from trainer.jobs.store import JobExists, JobStore
+from trainer.outputs import BOXES_KEY, DATASET_KEY
+from trainer.storage import NotFound
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
+CONTENT_TYPES = {
+    ".json": "application/json",
+    ".yaml": "application/yaml",
+    ".cfg": "text/plain",
+    ".png": "image/png",
+}  # everything else (weights.pt, boxes.npy) is application/octet-stream
+
+
+def principal(request: Request) -> Principal:
+    return request.state.principal  # set by the auth dependency of the whole router (service.app)
+
+
+Caller = Annotated[Principal, Depends(principal)]
+
+
+def _ctx(request: Request):
+    return request.app.state.ctx
+
+
+def _record(request: Request, job_id: str, caller: Principal):
+    try:
+        return views.owned(_ctx(request).records, job_id, caller.tenant)
+    except (views.JobNotFound, ValueError):  # ValueError: not even a valid id
+        raise HTTPException(404, f"job {job_id!r} not found") from None
+
+
+@router.post("", status_code=201, response_model=JobSummary)
+def submit_job(
+    spec: JobSpec,
+    request: Request,
+    response: Response,
+    caller: Caller,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JobSummary:
+    """Records a job (QUEUED) and queues it for Ray. With an `Idempotency-Key`, sending the same
+    key and body again returns the same job; the same key with another body is a 409."""
+    ctx = _ctx(request)
+    try:
+        check_job_spec(spec, ctx.settings)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    job_id = None
+    if idempotency_key is not None:
+        if not IDEMPOTENCY_KEY.match(idempotency_key):
+            raise HTTPException(400, "Idempotency-Key: use 1-200 printable ASCII characters, no spaces")
+        digest = hashlib.sha256(f"{caller.tenant}\0{idempotency_key}".encode()).hexdigest()
+        job_id = "k" + digest[:31]  # the same key always names the same job: the store's create is atomic
+    store: JobStore = ctx.store
+    try:
+        record = store.create(
+            spec, job_id=job_id, submitted_by=caller.tenant, idempotency_key=idempotency_key
+        )
+    except JobExists:
+        record = store.record(job_id)
+        if record.spec != spec or record.submitted_by != caller.tenant:
+            raise HTTPException(409, "Idempotency-Key was already used with a different job spec") from None
+        response.headers["Idempotent-Replayed"] = "true"
+    ctx.records.add(record)
+    ctx.scheduler.kick()
+    response.headers["Location"] = f"/jobs/{record.id}"
+    return views.summary(record, store.status(record.id))
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    request: Request,
+    caller: Caller,
+    state: JobState | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=views.MAX_PAGE)] = views.DEFAULT_PAGE,
+) -> JobList:
+    """The caller's jobs, newest first; `state` filters, `next_cursor` pages."""
+    ctx = _ctx(request)
+    ctx.records.refresh()
+    try:
+        return views.page(ctx.store, ctx.records, caller.tenant, state, cursor, limit)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: str, request: Request, caller: Caller) -> JobPublic:
+    return views.public(_ctx(request).store, _record(request, job_id, caller))
+
+
+@router.post("/{job_id}/cancel", response_model=JobSummary)
+def cancel_job(job_id: str, request: Request, caller: Caller) -> JobSummary:
+    """Stops the job (its Ray job, when it has one) and marks it CANCELLED. Cancelling a cancelled
+    job changes nothing; a job that already SUCCEEDED or FAILED is a 409."""
+    ctx = _ctx(request)
+    record = _record(request, job_id, caller)
+    status = ctx.scheduler.cancel(record.id)
+    if status.state is not JobState.CANCELLED:
+        raise HTTPException(409, f"job {job_id} already ended: {status.state}")
+    return views.summary(record, status)
+
+
+@router.get("/{job_id}/anchors", response_model=AnchorHistory)
+def anchors(
+    job_id: str, request: Request, caller: Caller, since_step: Annotated[int | None, Query(ge=-1)] = None
+) -> AnchorHistory:
+    """Every anchor snapshot in step order; `since_step` keeps only later ones (for polling)."""
+    record = _record(request, job_id, caller)
+    return AnchorHistory(job_id=record.id, snapshots=_ctx(request).store.snapshots(record.id, since_step))
+
+
+@router.get("/{job_id}/anchors/latest")
+def latest_anchors(job_id: str, request: Request, caller: Caller):
+    record = _record(request, job_id, caller)
+    latest = _ctx(request).store.latest_snapshot(record.id)
+    if latest is None:
+        raise HTTPException(404, f"job {job_id} has no anchor snapshot yet")
+    return latest
+
+
+@router.get(
+    "/{job_id}/anchors/plot.png", response_class=Response, responses={200: {"content": {"image/png": {}}}}
+)
+def anchors_plot(job_id: str, request: Request, caller: Caller) -> Response:
+    """The paper's Figure 2 for this job so far: training-box density in log w-h, with each
+    anchor's path from its start to the latest snapshot."""
+    ctx = _ctx(request)
+    record = _record(request, job_id, caller)
+    snaps = ctx.store.snapshots(record.id)
+    if not snaps:
+        raise HTTPException(404, f"job {job_id} has no anchor snapshot yet")
+    return Response(ctx.plots.draw(record.id, snaps), media_type="image/png")
+
+
+@router.get("/{job_id}/metrics", response_model=MetricsHistory)
+def metrics(job_id: str, request: Request, caller: Caller) -> MetricsHistory:
+    record = _record(request, job_id, caller)
+    return MetricsHistory(job_id=record.id, epochs=_ctx(request).store.metrics(record.id))
+
+
+@router.get("/{job_id}/logs", response_model=Logs)
+def logs(
+    job_id: str, request: Request, caller: Caller, tail: Annotated[int | None, Query(ge=1, le=10_000)] = None
+) -> Logs:
+    ctx = _ctx(request)
+    record = _record(request, job_id, caller)
+    text = ctx.scheduler.logs(record.id, tail or ctx.settings.log_tail_lines)
+    return Logs(job_id=record.id, lines=(text or "").splitlines())
+
+
+@router.get("/{job_id}/result", response_model=ResultPublic)
+def result(job_id: str, request: Request, caller: Caller) -> ResultPublic:
+    record = _record(request, job_id, caller)
+    found = _ctx(request).store.result(record.id)
+    if found is None:
+        raise HTTPException(404, f"job {job_id} has no result yet")
+    return ResultPublic(
+        job_id=record.id, result=found, artifacts=views.artifact_urls(record.id, found.artifacts)
+    )
+
+
+@router.get("/{job_id}/artifacts/{name}", response_class=Response)
+def artifact(job_id: str, name: str, request: Request, caller: Caller) -> Response:
+    """One of result.json's artifacts by name (anchors_json, anchors_yaml, anchors_cfg, weights,
+    anchors_plot, ...), plus `dataset` and `boxes` while the job runs."""
+    store = _ctx(request).store
+    record = _record(request, job_id, caller)
+    found = store.result(record.id)
+    keys = {"dataset": DATASET_KEY, "boxes": BOXES_KEY} | (found.artifacts if found else {})
+    key = keys.get(name)
+    if key is None or key.endswith("/"):
+        raise HTTPException(404, f"job {job_id} has no artifact {name!r} (known: {', '.join(sorted(keys))})")
+    try:
+        data = store.storage.read_bytes(store.key(record.id, key))
+    except NotFound:
+        raise HTTPException(404, f"job {job_id}: artifact {name!r} is not written yet") from None
+    media = CONTENT_TYPES.get("." + key.rsplit(".", 1)[-1], "application/octet-stream")
+    filename = key.rsplit("/", 1)[-1]
+    return Response(data, media_type=media, headers={"Content-Disposition": f'inline; filename="{filename}"'})

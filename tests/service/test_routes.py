@@ -1,0 +1,236 @@
+"""The API surface over real HTTP: auth and tenants, submission and idempotency, every bad input,
+reading a job's documents, pictures and artifacts. The scheduler is not started here (no job runs;
+test_jobs_e2e.py runs them on a real Ray)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from service.app import create_app
+from service.auth import hash_token
+from service.settings import ServiceSettings, TokenEntry
+from trainer.jobs.spec import JobSpec
+from trainer.jobs.store import JobStore
+from trainer.run import train
+from trainer.storage import LocalStorage
+
+from ..trainer.conftest import small_config
+from .conftest import client, serving
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TOKENS = {"team-a": "token-of-team-a", "team-b": "token-of-team-b"}
+SPEC = {"name": "small", "optim": {"epochs": 1, "batch_size": 8}, "data": {"synthetic": {"num_train": 64}}}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    data_root = tmp_path_factory.mktemp("datasets")
+    settings = ServiceSettings(
+        store_uri=str(root),
+        tokens=[TokenEntry(tenant=t, sha256=hash_token(k)) for t, k in TOKENS.items()],
+        allowed_dataset_roots=[str(data_root)],
+        max_body_bytes=64 * 1024,
+    )
+    with serving(create_app(settings, schedule=False)) as base:
+        yield base, JobStore(LocalStorage(root)), data_root, settings
+
+
+@pytest.fixture
+def a(api):
+    return client(api[0], TOKENS["team-a"])
+
+
+@pytest.fixture
+def b(api):
+    return client(api[0], TOKENS["team-b"])
+
+
+def _problem(response, status: int, *needles: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["status"] == status
+    for needle in needles:
+        assert needle in body["detail"], body
+    return body
+
+
+def test_submit_returns_the_job_with_its_links(a):
+    r = a.post("/jobs", json=SPEC)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["state"] == "QUEUED" and job["name"] == "small" and r.headers["location"] == f"/jobs/{job['id']}"
+    assert job["links"]["anchors"] == f"/jobs/{job['id']}/anchors"
+    full = a.get(job["links"]["self"]).json()
+    assert full["spec"]["optim"]["epochs"] == 1 and full["submitted_by"] == "team-a"
+    assert full["latest_anchors"] is None and full["artifacts"] == {}
+
+
+def test_tokens_are_required_and_tenants_see_only_their_jobs(api, a, b):
+    base = api[0]
+    _problem(client(base).get("/jobs"), 401, "missing")
+    r = client(base, "not-a-token").get("/jobs")
+    _problem(r, 401, "invalid")
+    assert r.headers["www-authenticate"] == "Bearer"
+    job = a.post("/jobs", json=SPEC).json()["id"]
+    _problem(b.get(f"/jobs/{job}"), 404, job)  # another tenant's job looks missing
+    _problem(b.post(f"/jobs/{job}/cancel"), 404)
+    _problem(b.get(f"/jobs/{job}/anchors"), 404)
+    assert job not in [j["id"] for j in b.get("/jobs").json()["items"]]
+    assert job in [j["id"] for j in a.get("/jobs").json()["items"]]
+
+
+def test_idempotency_key(a, b):
+    first = a.post("/jobs", json=SPEC, headers={"Idempotency-Key": "nightly-42"})
+    again = a.post("/jobs", json=SPEC, headers={"Idempotency-Key": "nightly-42"})
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
+    other = dict(SPEC, name="other")
+    _problem(a.post("/jobs", json=other, headers={"Idempotency-Key": "nightly-42"}), 409, "different")
+    theirs = b.post("/jobs", json=SPEC, headers={"Idempotency-Key": "nightly-42"})
+    assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]  # keys are per tenant
+    _problem(a.post("/jobs", json=SPEC, headers={"Idempotency-Key": "has space"}), 400, "Idempotency-Key")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"optim": {"epochs": 1, "colour": 3}}, 422, "optim.colour"),  # unknown field
+        ({"optim": {"batch_size": "many"}}, 422, "optim.batch_size"),  # wrong type
+        ({"optim": {"batch_size": -1}}, 422, "optim.batch_size"),  # negative count
+        ({"anchors": {"num": 0}}, 422, "anchors.num"),
+        ({"model": {"image_size": 100000}}, 422, "model.image_size"),  # absurd size
+        ({"resources": {"workers": 10000}}, 422, "resources.workers"),
+        ({"data": {"source": "http://example.com/voc.zip"}}, 422, "data.source"),
+        ({"data": {"source": "ftp://host/x"}}, 422, "data.source"),
+        ({"data": {"source": "/etc"}}, 422, "data.source"),  # outside the allowed roots
+        ({"data": {"source": "file:///etc/passwd"}}, 422, "data.source"),
+        ({"data": {"source": "relative/path"}}, 422, "data.source"),
+        ([1, 2, 3], 422, "body"),
+        ("not json at all", 422, "body"),
+    ],
+)
+def test_bad_specs_are_4xx_naming_the_problem(a, body, status, needle):
+    if isinstance(body, str):
+        r = a.post("/jobs", content=body, headers={"Content-Type": "application/json"})
+    else:
+        r = a.post("/jobs", json=body)
+    problem = _problem(r, status, needle)
+    assert problem["errors"] is None or all("loc" in e for e in problem["errors"])
+
+
+def test_traversal_in_the_dataset_and_in_paths(api, a):
+    data_root = api[2]
+    _problem(a.post("/jobs", json={"data": {"source": f"{data_root}/../escape"}}), 422, "data.source", "..")
+    for path in ("/jobs/..%2F..%2Fetc", "/jobs/../../etc/passwd", "/jobs/%00", "/jobs/Bad_ID/anchors"):
+        assert a.get(path).status_code == 404, path
+
+
+def test_oversized_bodies_are_413(a):
+    big = dict(SPEC, name="x" * 50, data={"source": "synthetic", "pad": "y" * 100_000})
+    _problem(a.post("/jobs", json=big), 413, "bytes")
+
+    def chunks():  # streamed without a Content-Length
+        yield b'{"name": "'
+        for _ in range(100):
+            yield b"z" * 1024
+        yield b'"}'
+
+    r = a.post("/jobs", content=chunks(), headers={"Content-Type": "application/json"})
+    _problem(r, 413, "bytes")
+
+
+def test_listing_is_newest_first_filtered_and_paged(api):
+    base = api[0]
+    c = client(base, TOKENS["team-b"])
+    made = [c.post("/jobs", json=dict(SPEC, name=f"page-{i}")).json()["id"] for i in range(5)]
+    c.post(f"/jobs/{made[0]}/cancel")
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = c.get("/jobs", params=params).json()
+        seen += [j["id"] for j in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    mine = [j for j in seen if j in made]
+    assert mine == made[::-1]  # newest first, each once
+    cancelled = c.get("/jobs", params={"state": "CANCELLED"}).json()["items"]
+    assert [j["id"] for j in cancelled if j["id"] in made] == [made[0]]
+    _problem(c.get("/jobs", params={"cursor": "garbage"}), 400, "cursor")
+    _problem(c.get("/jobs", params={"limit": 0}), 422, "limit")
+    _problem(c.get("/jobs", params={"state": "DANCING"}), 422, "state")
+
+
+def test_cancel_is_idempotent_and_refused_once_ended(api, a):
+    job = a.post("/jobs", json=SPEC).json()["id"]
+    first = a.post(f"/jobs/{job}/cancel")
+    assert first.status_code == 200 and first.json()["state"] == "CANCELLED"
+    assert a.post(f"/jobs/{job}/cancel").json()["state"] == "CANCELLED"
+    assert a.get(f"/jobs/{job}").json()["error"] == "cancelled by request"
+
+
+@pytest.fixture(scope="module")
+def trained(api):
+    """A job of team-a whose training ran (in this process) into its prefix of the store."""
+    _, store, _, _ = api
+    cfg = small_config("optim.epochs=2")
+    record = store.create(JobSpec.model_validate(cfg.model_dump()), submitted_by="team-a")
+    train(cfg, store.run_uri(record.id))
+    return record.id
+
+
+def test_a_trained_jobs_documents_pictures_and_artifacts(api, a, trained):
+    job = a.get(f"/jobs/{trained}").json()
+    assert job["state"] == "SUCCEEDED" and job["progress"]["step"] == job["progress"]["total_steps"] == 16
+    assert job["latest_anchors"]["step"] == 16 and job["latest_metrics"]["epoch"] == 2
+    assert set(job["artifacts"]) >= {"anchors_json", "anchors_yaml", "anchors_cfg", "weights", "anchors_plot"}
+    snaps = a.get(f"/jobs/{trained}/anchors").json()["snapshots"]
+    assert [s["step"] for s in snaps] == [0, 4, 8, 12, 16]
+    later = a.get(f"/jobs/{trained}/anchors", params={"since_step": 8}).json()["snapshots"]
+    assert [s["step"] for s in later] == [12, 16]
+    assert a.get(f"/jobs/{trained}/anchors/latest").json()["step"] == 16
+    plot = a.get(f"/jobs/{trained}/anchors/plot.png")
+    assert plot.status_code == 200 and plot.headers["content-type"] == "image/png"
+    assert plot.content.startswith(PNG) and len(plot.content) > 10_000
+    assert [m["epoch"] for m in a.get(f"/jobs/{trained}/metrics").json()["epochs"]] == [1, 2]
+    result = a.get(f"/jobs/{trained}/result").json()
+    assert result["result"]["steps"] == 16 and result["artifacts"]["weights"].endswith("/weights")
+    yaml_text = a.get(f"/jobs/{trained}/artifacts/anchors_yaml").text
+    assert "yolov5:" in yaml_text and "anchor_generator:" in yaml_text
+    assert json.loads(a.get(f"/jobs/{trained}/artifacts/anchors_json").content)["stride"] == 16
+    _problem(a.get(f"/jobs/{trained}/artifacts/nope"), 404, "nope", "anchors_yaml")
+    weights = a.get(f"/jobs/{trained}/artifacts/weights")
+    assert weights.headers["content-type"] == "application/octet-stream" and len(weights.content) > 100_000
+    _problem(a.post(f"/jobs/{trained}/cancel"), 409, "SUCCEEDED")
+
+
+def test_a_queued_job_has_no_result_or_anchors_yet(a):
+    job = a.post("/jobs", json=SPEC).json()["id"]
+    _problem(a.get(f"/jobs/{job}/result"), 404, "no result")
+    _problem(a.get(f"/jobs/{job}/anchors/latest"), 404, "no anchor")
+    _problem(a.get(f"/jobs/{job}/anchors/plot.png"), 404)
+    assert a.get(f"/jobs/{job}/logs").json()["lines"] == []
+
+
+def test_health_readiness_and_metrics(api, a):
+    base = api[0]
+    anon = client(base)
+    assert anon.get("/healthz").json() == {"status": "ok"}
+    ready = anon.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"] == {"storage": "ok", "ray": "unreachable"}
+    a.get("/jobs")
+    text = anon.get("/metrics").text
+    assert 'anchor_opt_http_requests_total{method="GET",route="/jobs",status="200"}' in text
+    assert 'anchor_opt_jobs{state="QUEUED"}' in text and "anchor_opt_http_request_seconds_bucket" in text
+    assert anon.get("/openapi.json").json()["paths"]["/jobs/{job_id}/anchors"]
+
+
+def test_a_restarted_service_serves_every_job_as_before(api, a):
+    base, store, _, settings = api
+    before = a.get("/jobs", params={"limit": 500}).json()["items"]
+    with serving(create_app(settings, schedule=False)) as again:
+        after = client(again, TOKENS["team-a"]).get("/jobs", params={"limit": 500}).json()["items"]
+    assert after == before and before
