@@ -41,7 +41,7 @@ def check_dataset_source(source: str, settings: ServiceSettings) -> None:
     if scheme not in ("s3", "file"):
         raise ValueError(f"{FIELD}: scheme {scheme!r} is not allowed (use {_schemes(settings)})")
     if scheme not in settings.allowed_schemes:
-        raise ValueError(f"{FIELD}: scheme {scheme!r} is not allowed on this service (use {_schemes(settings)})")
+        raise ValueError(f"{FIELD}: scheme {scheme!r} is off on this service (use {_schemes(settings)})")
     try:
         where = parse_uri(source)
     except ValueError as exc:
@@ -78,4 +78,3 @@ def _check_s3(source: str, where: tuple[str, str, str], roots: list[str], how: s
 def _schemes(settings: ServiceSettings) -> str:
     names = [f"{s}://" if s == "s3" else "an absolute path or file:///" for s in settings.allowed_schemes]
     return " or ".join(["'synthetic'", *names])
-

@@ -132,6 +132,8 @@ class LocalRayHead:
         if num_cpus is not None:
             cmd += ["--num-cpus", str(num_cpus)]
         env = {**os.environ, **(env or {}), "RAY_USAGE_STATS_ENABLED": "0"}
+        # Jobs run `anchor-opt ...`: put this environment's scripts first on their PATH.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         log_path = temp / "ray-start.log"
         deadline = time.monotonic() + timeout_s
         logger.info("starting a local Ray head: %s", shlex.join(cmd))

@@ -160,7 +160,7 @@ def _train_on_ray(args: argparse.Namespace, cfg, writer) -> dict | None:
     ended: list = []
     run = threading.Thread(
         target=lambda: ended.append(
-            train_to_end(writer, cfg, resources, StorageSettings(), ray_address=args.ray_address)
+            train_to_end(writer, cfg, resources, StorageSettings(), ray_address=args.ray_address, reopen=True)
         ),
         daemon=True,
     )

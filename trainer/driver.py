@@ -57,21 +57,27 @@ def train_to_end(
     *,
     ray_address: str | None = None,
     fault: dict | None = None,
+    reopen: bool = False,
 ) -> JobStatus:
-    """Marks the run under `writer` RUNNING, trains it on Ray Train, records how it ended."""
+    """Marks the run under `writer` RUNNING, trains it on Ray Train, records how it ended.
+
+    A run that has already ended is returned as it is, untrained, unless `reopen` (the CLI resuming
+    a run it interrupted): the service may have cancelled a job before its driver started."""
     before = writer.status()
     started = before.started_at if before and before.started_at else time.time()
-    writer.update_status(state=JobState.RUNNING, started_at=started, error=None, finished_at=None)
+    now = writer.update_status(
+        reopen=reopen, state=JobState.RUNNING, started_at=started, error=None, finished_at=None
+    )
+    if now.state.terminal:
+        log.warning("run under %s is already %s; not training it", writer.uri, now.state)
+        return now
     try:
         from trainer.distributed import train_on_ray  # torch and Ray only once there is work
 
         train_on_ray(cfg, writer.uri, resources, settings, ray_address=ray_address, fault=fault)
     except Exception as exc:
         log.exception("training under %s failed", writer.uri)
-        current = writer.status()
-        if current and current.state is JobState.CANCELLED:  # stopped on purpose: keep the service's word
-            return current
-        return writer.update_status(
+        return writer.update_status(  # unless the run was cancelled meanwhile: that stays
             state=JobState.FAILED, error=failure_message(exc), finished_at=time.time()
         )
     if not writer.exists(RESULT_KEY):

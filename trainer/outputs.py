@@ -90,10 +90,17 @@ class RunWriter:
         except NotFound:
             return None
 
-    def update_status(self, **changes: Any) -> JobStatus:
+    def update_status(self, reopen: bool = False, **changes: Any) -> JobStatus:
         """Rewrites status.json whole with `changes` over the current document (validated against
-        the schema, so a writer cannot drift from what readers parse); stamps `updated_at`."""
+        the schema, so a writer cannot drift from what readers parse); stamps `updated_at`.
+
+        A run that has ended (SUCCEEDED, FAILED, CANCELLED) stays as it is: the call changes nothing
+        and returns the ended status, so a worker still reporting progress cannot undo a cancel the
+        service recorded. Only `reopen=True` (a run resumed on purpose) starts it again.
+        """
         current = self.status()
+        if current and current.state.terminal and not reopen:
+            return current
         base = current.model_dump() if current else {"state": "QUEUED"}
         doc = JobStatus.model_validate(base | changes | {"updated_at": time.time()})
         self.write_bytes(STATUS_KEY, doc.model_dump_json(indent=1).encode())

@@ -30,6 +30,8 @@ def train(
     writer = RunWriter(out_dir)
     if not (resume and writer.exists(CHECKPOINT_KEY)):
         writer.clear()
+    elif (before := writer.status()) and before.state.terminal:  # resuming an interrupted run
+        writer.update_status(reopen=True, state=JobState.RUNNING, error=None, finished_at=None)
     try:
         result = run_loop(cfg, writer, Session(writer, resume=resume), progress)
     except KeyboardInterrupt:

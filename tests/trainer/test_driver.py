@@ -25,3 +25,18 @@ def test_failure_message_names_each_rank():
     assert failure_message(KeyError("k")) == "KeyError: 'k'"
     long = failure_message(ValueError("y" * 5000))
     assert long.startswith("...") and len(long) == 4003
+
+
+def test_a_run_cancelled_before_its_driver_started_is_not_trained(tmp_path):
+    from trainer.config import TrainConfig
+    from trainer.driver import train_to_end
+    from trainer.jobs.spec import JobState, Resources
+    from trainer.outputs import RunWriter
+    from trainer.storage import StorageSettings
+
+    writer = RunWriter(tmp_path)
+    writer.update_status(state=JobState.CANCELLED, error="cancelled by request")
+    # Training would need torch and Ray; a terminal run returns before either is imported.
+    ended = train_to_end(writer, TrainConfig(), Resources(), StorageSettings())
+    assert ended.state is JobState.CANCELLED and ended.error == "cancelled by request"
+    assert [k for k in writer.keys("")] == ["status.json"]

@@ -41,3 +41,16 @@ def test_a_run_folder_in_s3_reads_back_like_a_local_one(s3_bucket):
     assert [s["step"] for s in w.snapshots()] == [0, 50] and w.exists("result.json")
     w.clear()
     assert w.keys("") == []
+
+
+def test_an_ended_status_is_final_unless_reopened(tmp_path):
+    from trainer.jobs.spec import JobState
+
+    writer = RunWriter(tmp_path)
+    writer.update_status(state=JobState.RUNNING, step=3)
+    writer.update_status(state=JobState.CANCELLED, error="cancelled by request")
+    late = writer.update_status(state=JobState.RUNNING, step=4)  # a worker still reporting
+    assert late.state is JobState.CANCELLED and late.step == 3
+    assert writer.status() == late
+    again = writer.update_status(reopen=True, state=JobState.RUNNING, error=None)
+    assert again.state is JobState.RUNNING and again.error is None
