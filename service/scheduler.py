@@ -40,6 +40,8 @@ class Scheduler:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one tick or cancel at a time
         self._thread: threading.Thread | None = None
+        self._to_stop: set[str] = set()  # cancelled jobs whose Ray stop has not gone through yet
+        self._ended: set[str] = set()  # jobs seen ended: an ended status is final, never read again
 
     # --- the loop ------------------------------------------------------------------------------------
 
@@ -68,11 +70,17 @@ class Scheduler:
 
     def tick(self) -> None:
         with self._lock:
+            for job_id in list(self._to_stop):
+                self._stop_on_ray(job_id)
             self.records.refresh()
             unfinished = []
             for record in reversed(self.records.newest_first()):  # oldest first: submit order
+                if record.id in self._ended:
+                    continue
                 status = self.store.status(record.id)
-                if not status.state.terminal:
+                if status.state.terminal:
+                    self._ended.add(record.id)
+                else:
                     unfinished.append((record, self._reconcile(record.id, status)))
             active = sum(1 for _, s in unfinished if not s.state.terminal and _launched(s))
             for record, status in unfinished:
@@ -128,14 +136,26 @@ class Scheduler:
         return ended
 
     def cancel(self, job_id: str) -> JobStatus:
-        """Stops the job's Ray job when it has one and marks it CANCELLED; an ended job is left."""
+        """Marks the job CANCELLED, then stops its Ray job when it has one; an ended job is left.
+
+        CANCELLED is written first: from then on the driver's own writes cannot change it (an ended
+        status is final). A stop that fails (Ray unreachable) is retried at every tick."""
         with self._lock:
             status = self.store.status(job_id)
             if status.state.terminal:
                 return status
+            ended = self._end(job_id, JobState.CANCELLED, "cancelled by request")
             if _launched(status):
-                self.launcher.stop(job_id)
-            return self._end(job_id, JobState.CANCELLED, "cancelled by request")
+                self._stop_on_ray(job_id)
+            return ended
+
+    def _stop_on_ray(self, job_id: str) -> None:
+        try:
+            self.launcher.stop(job_id)
+            self._to_stop.discard(job_id)
+        except Exception as exc:  # RayUnavailable, or an error answer: try again next tick
+            log.warning("could not stop Ray job %s yet (%s); retrying", job_id, exc)
+            self._to_stop.add(job_id)
 
     def logs(self, job_id: str, tail: int) -> str | None:
         status = self.store.status(job_id)

@@ -1,0 +1,185 @@
+"""Jobs end to end: the service over real HTTP, a real Ray head started by the service (the embedded
+default), and a real S3 endpoint (moto's server) as the job store, reached through the same boto3
+code as production. Each job is `anchor-opt run-job` as a Ray job, training on Ray Train.
+
+The waits below are bounds against a hang (a broken job would otherwise stall CI), not timings.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from service.app import create_app
+from service.auth import hash_token
+from service.launcher import LocalRayHead, RayJobs
+from service.settings import ServiceSettings, TokenEntry
+from trainer.jobs.store import JobStore
+from trainer.storage import StorageSettings, open_storage, s3_client
+
+from .conftest import client, free_port, serving
+
+TOKEN = "e2e-token"
+PNG = b"\x89PNG\r\n\x1a\n"
+HANG_S = 300  # a job that has not got there by now is stuck
+
+
+def spec(name: str, epochs: int) -> dict:
+    return {
+        "name": name,
+        "data": {"synthetic": {"num_train": 64, "num_val": 16}},
+        "model": {"image_size": 64},
+        "optim": {"epochs": epochs, "batch_size": 8},
+        "resources": {"workers": 1, "cpus_per_worker": 1, "max_failures": 0},
+    }
+
+
+@pytest.fixture(scope="module")
+def settings(s3_endpoint, tmp_path_factory):
+    """A store in a fresh bucket of the moto server, one tenant, one job at a time; the Ray head the
+    service starts is stopped when the module ends."""
+    s3 = StorageSettings(
+        endpoint_url=s3_endpoint, path_style=True, cache_dir=tmp_path_factory.mktemp("cache")
+    )
+    bucket = f"e2e-{uuid.uuid4().hex[:12]}"
+    s3_client(s3).create_bucket(Bucket=bucket)
+    ray_temp = tempfile.mkdtemp(prefix="rsvc-", dir="/tmp")  # short: Ray puts sockets under it
+    yield ServiceSettings(
+        store_uri=f"s3://{bucket}/store",
+        s3=s3,
+        tokens=[TokenEntry(tenant="team-a", sha256=hash_token(TOKEN))],
+        ray_temp_dir=ray_temp,
+        ray_num_cpus=2,
+        ray_dashboard_port=free_port(),
+        max_running_jobs=1,
+        scheduler_interval_s=0.5,
+    )
+    LocalRayHead.stop(ray_temp)
+    shutil.rmtree(ray_temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def store(settings) -> JobStore:
+    return JobStore(open_storage(settings.store_uri, settings.s3))
+
+
+def wait_for(c, job_id: str, done, what: str) -> dict:
+    """Polls GET /jobs/{id} until `done(job)`; returns that job document."""
+    deadline = time.monotonic() + HANG_S
+    while True:
+        job = c.get(f"/jobs/{job_id}").json()
+        if done(job):
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} never became {what}; last seen: {job}")
+        time.sleep(0.3)
+
+
+def training(job: dict) -> bool:
+    return job["state"] == "RUNNING" and job["progress"]["step"] > 0
+
+
+def ended(job: dict) -> bool:
+    return job["state"] in ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+def test_jobs_run_on_ray_one_at_a_time_to_success(settings, store):
+    with serving(create_app(settings)) as base:
+        c = client(base, TOKEN)
+        assert c.get("/readyz").json() == {"status": "ok", "checks": {"storage": "ok", "ray": "ok"}}
+        first = c.post("/jobs", json=spec("first", epochs=2)).json()["id"]
+        second = c.post("/jobs", json=spec("second", epochs=2)).json()["id"]
+        running = wait_for(c, first, lambda j: j["state"] != "QUEUED", "started")
+        assert running["state"] == "RUNNING", running
+        # One job at a time: the second waits, not even handed to Ray, while the first runs.
+        assert store.status(second).state == "QUEUED" and store.status(second).launched_at is None
+        done = wait_for(c, first, ended, "ended")
+        assert done["state"] == "SUCCEEDED", done["error"]
+        assert done["progress"]["step"] == done["progress"]["total_steps"] == 16
+        assert done["progress"]["workers"] == 1 and done["finished_at"] >= done["started_at"]
+
+        snaps = c.get(f"/jobs/{first}/anchors").json()["snapshots"]
+        steps = [s["step"] for s in snaps]
+        assert steps[0] == 0 and steps[-1] == 16 and steps == sorted(set(steps)) and len(steps) >= 3
+        assert c.get(f"/jobs/{first}/anchors/latest").json() == snaps[-1] == done["latest_anchors"]
+        assert [m["epoch"] for m in c.get(f"/jobs/{first}/metrics").json()["epochs"]] == [1, 2]
+        result = c.get(f"/jobs/{first}/result").json()
+        assert result["result"]["steps"] == 16 and set(done["artifacts"]) >= {"anchors_yaml", "weights"}
+        plot = c.get(f"/jobs/{first}/anchors/plot.png")
+        assert plot.headers["content-type"] == "image/png" and plot.content.startswith(PNG)
+        assert "anchors:" in c.get(f"/jobs/{first}/artifacts/anchors_yaml").text
+        logs = c.get(f"/jobs/{first}/logs").json()["lines"]
+        assert any("SUCCEEDED" in line for line in logs), logs[-10:]
+
+        assert wait_for(c, second, ended, "ended")["state"] == "SUCCEEDED"
+        metrics = c.get("/metrics").text
+        assert 'anchor_opt_jobs{state="SUCCEEDED"} 2.0' in metrics
+
+
+def test_cancelling_a_running_job_stops_its_ray_job(settings):
+    with serving(create_app(settings)) as base:
+        c = client(base, TOKEN)
+        job_id = c.post("/jobs", json=spec("to-cancel", epochs=40)).json()["id"]
+        wait_for(c, job_id, training, "training")
+        cancelled = c.post(f"/jobs/{job_id}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["state"] == "CANCELLED"
+        assert c.post(f"/jobs/{job_id}/cancel").json()["state"] == "CANCELLED"  # idempotent
+        ray = RayJobs(_ray_address(settings))
+        deadline = time.monotonic() + HANG_S
+        while ray.state(job_id).status not in ("STOPPED", "FAILED", "SUCCEEDED"):
+            assert time.monotonic() < deadline, "the Ray job was never stopped"
+            time.sleep(0.3)
+        assert ray.state(job_id).status == "STOPPED"
+        time.sleep(2 * settings.scheduler_interval_s)  # a reconcile pass sees the stopped Ray job
+        job = c.get(f"/jobs/{job_id}").json()
+        assert job["state"] == "CANCELLED" and job["error"] == "cancelled by request"
+        assert job["progress"]["step"] < job["progress"]["total_steps"]
+
+
+def test_a_restarted_service_keeps_serving_a_running_job_and_sees_it_finish(settings):
+    with serving(create_app(settings)) as base:
+        c = client(base, TOKEN)
+        job_id = c.post("/jobs", json=spec("across-restart", epochs=12)).json()["id"]
+        before = wait_for(c, job_id, training, "training")
+    with serving(create_app(settings)) as base:  # a new process would do the same: all state is stored
+        c = client(base, TOKEN)
+        again = c.get(f"/jobs/{job_id}").json()
+        assert again["state"] in ("RUNNING", "SUCCEEDED")
+        assert again["progress"]["step"] >= before["progress"]["step"]
+        done = wait_for(c, job_id, ended, "ended")
+        assert done["state"] == "SUCCEEDED", done["error"]
+        assert done["progress"]["attempt"] == 0  # the job itself never noticed
+
+
+def test_a_ray_job_stopped_behind_the_services_back_ends_failed_with_rays_message(settings):
+    with serving(create_app(settings)) as base:
+        c = client(base, TOKEN)
+        job_id = c.post("/jobs", json=spec("killed", epochs=40)).json()["id"]
+        wait_for(c, job_id, training, "training")
+        assert RayJobs(_ray_address(settings)).stop(job_id)  # someone else, straight to Ray
+        job = wait_for(c, job_id, ended, "ended")
+        assert job["state"] == "FAILED"
+        assert job["error"].startswith("Ray job STOPPED:"), job["error"]
+
+
+def test_a_running_job_ray_no_longer_knows_is_marked_failed(settings, store):
+    """The store says RUNNING on a Ray that has never heard of the job (the cluster was replaced)."""
+    from trainer.jobs.spec import JobSpec, JobState
+
+    record = store.create(JobSpec.model_validate(spec("orphan", epochs=1)), submitted_by="team-a")
+    now = time.time()
+    orphan = store.status(record.id).model_copy(
+        update={"state": JobState.RUNNING, "launched_at": now, "started_at": now, "updated_at": now}
+    )
+    store.write_status(record.id, orphan)
+    with serving(create_app(settings)) as base:
+        job = wait_for(client(base, TOKEN), record.id, ended, "ended")
+    assert job["state"] == "FAILED" and "Ray no longer knows this job" in job["error"]
+
+
+def _ray_address(settings: ServiceSettings) -> str:
+    return f"http://127.0.0.1:{settings.ray_dashboard_port}"
