@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# A short training run on the built-in synthetic dataset: anchors start identical and spread out
-# to the true box shapes. Output (snapshots, metrics, result.json, pictures) lands in runs/demo.
+# The whole product on this machine: starts the service (a local job store in runs/demo/store and
+# a local Ray head), submits the demo job over HTTP (five identical anchors on the synthetic set),
+# follows it to the end with a live bar and anchors table, saves runs/demo/anchors.png, stops.
 demo: install
-	$(VENV)/bin/anchor-opt train trainer/configs/demo.yaml --out runs/demo --fresh
+	$(VENV)/bin/anchor-opt demo --out runs/demo
 
 lint: install
 	$(VENV)/bin/ruff check .

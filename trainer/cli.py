@@ -4,6 +4,7 @@
     anchor-opt run-job JOB_ID --store URI
     anchor-opt config [CONFIG.yaml] [--set key=value ...]
     anchor-opt fit DATASET... [--anchors A] [--image-size S] [--method kmeans|learned] [--compare LIST]
+    anchor-opt serve | submit JOB.yaml [--wait] | status ID | anchors ID | cancel ID | jobs | token | demo
 
 Torch is imported only by the commands that train, so the base install (no torch) can still run
 the commands that do not.
@@ -301,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML config file or built-in name (default: the defaults)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.set_defaults(func=cmd_config)
+
+    from service.cli import add_commands  # serve, submit, status, anchors, cancel, jobs, token, demo
+
+    add_commands(sub)
     return parser
 
 
@@ -311,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the API client: a line per request otherwise
     try:
         return args.func(args)
     except (ValueError, StorageError) as exc:  # bad input, unreachable storage: one clear message

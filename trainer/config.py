@@ -11,7 +11,7 @@ sits. Those defaults are ours, chosen by the measurements in `bench/` (see READM
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -250,8 +250,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Reads a YAML config (or the defaults), applies `--set` overrides, validates the result.
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, model: type[_M] = TrainConfig
+) -> _M:
+    """Reads a YAML config (or the defaults), applies `--set` overrides, validates the result as
+    `model` (a TrainConfig, or a trainer.jobs.spec.JobSpec for a job).
 
     Raises ValueError naming the file and the offending field.
     """
@@ -269,7 +275,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         data = loaded or {}
     data = apply_overrides(data, overrides or [])
     try:
-        return TrainConfig.model_validate(data)
+        return model.model_validate(data)
     except Exception as exc:  # pydantic.ValidationError: names every bad field with its path
         where = f"{path}" if path is not None else "config"
         raise ValueError(f"{where}: invalid configuration:\n{exc}") from None

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 
 import pytest
+import yaml
 
 from service.app import create_app
 from service.auth import hash_token
 from service.launcher import LocalRayHead, RayJobs
 from service.settings import ServiceSettings, TokenEntry
+from trainer.cli import main
 from trainer.jobs.store import JobStore
 from trainer.storage import StorageSettings, open_storage, s3_client
 
@@ -79,6 +82,15 @@ def wait_for(c, job_id: str, done, what: str) -> dict:
         time.sleep(0.3)
 
 
+def wait_for_second(c, first: str) -> str:
+    """The id of the job submitted after `first` (by the CLI, in another thread)."""
+    deadline = time.monotonic() + HANG_S
+    while not (others := [j["id"] for j in c.get("/jobs").json()["items"] if j["id"] != first]):
+        assert time.monotonic() < deadline, "the CLI never submitted its job"
+        time.sleep(0.2)
+    return others[0]
+
+
 def training(job: dict) -> bool:
     return job["state"] == "RUNNING" and job["progress"]["step"] > 0
 
@@ -87,15 +99,23 @@ def ended(job: dict) -> bool:
     return job["state"] in ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
-def test_jobs_run_on_ray_one_at_a_time_to_success(settings, store):
+def test_jobs_run_on_ray_one_at_a_time_to_success(settings, store, tmp_path):
     with serving(create_app(settings)) as base:
         c = client(base, TOKEN)
         assert c.get("/readyz").json() == {"status": "ok", "checks": {"storage": "ok", "ray": "ok"}}
         first = c.post("/jobs", json=spec("first", epochs=2)).json()["id"]
-        second = c.post("/jobs", json=spec("second", epochs=2)).json()["id"]
         running = wait_for(c, first, lambda j: j["state"] != "QUEUED", "started")
         assert running["state"] == "RUNNING", running
-        # One job at a time: the second waits, not even handed to Ray, while the first runs.
+        # The second through the CLI, which follows it to its end. One job at a time: it waits, not
+        # even handed to Ray, while the first runs.
+        job_file, picture = tmp_path / "second.yaml", tmp_path / "second.png"
+        job_file.write_text(yaml.safe_dump(spec("second", epochs=2)))
+        waited = []
+        cli = threading.Thread(target=lambda: waited.append(main([
+            "submit", str(job_file), "--url", base, "--token", TOKEN, "--wait", "--plot", str(picture)
+        ])))  # fmt: skip
+        cli.start()
+        second = wait_for_second(c, first)
         assert store.status(second).state == "QUEUED" and store.status(second).launched_at is None
         done = wait_for(c, first, ended, "ended")
         assert done["state"] == "SUCCEEDED", done["error"]
@@ -115,7 +135,9 @@ def test_jobs_run_on_ray_one_at_a_time_to_success(settings, store):
         logs = c.get(f"/jobs/{first}/logs").json()["lines"]
         assert any("SUCCEEDED" in line for line in logs), logs[-10:]
 
-        assert wait_for(c, second, ended, "ended")["state"] == "SUCCEEDED"
+        cli.join(timeout=HANG_S)
+        assert waited == [0] and picture.read_bytes().startswith(PNG)  # exit status 0: SUCCEEDED
+        assert c.get(f"/jobs/{second}").json()["state"] == "SUCCEEDED"
         metrics = c.get("/metrics").text
         assert 'anchor_opt_jobs{state="SUCCEEDED"} 2.0' in metrics
 

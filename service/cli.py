@@ -1,0 +1,247 @@
+"""The service's commands of `anchor-opt` (registered by trainer.cli):
+
+    anchor-opt serve [--host H] [--port P]          the API (uvicorn), settings from ANCHOR_OPT_*
+    anchor-opt submit JOB.yaml [--set k=v] [--wait] [--plot PNG] [--idempotency-key K]
+    anchor-opt status ID | anchors ID [--plot PNG] | cancel ID | jobs [--state S]
+    anchor-opt token                                 a new API token and the hash to configure
+    anchor-opt demo [--out DIR]                      serve, submit the demo job, follow it, save its picture
+
+The client commands talk to ANCHOR_OPT_API_URL (default http://127.0.0.1:8000) with the bearer
+token in ANCHOR_OPT_API_TOKEN. None of this imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
+
+from trainer.cli_display import COLUMNS
+
+console = Console(stderr=True)
+out = Console()
+ENDED = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+def _client(args: argparse.Namespace):
+    from service.client import ApiClient
+
+    return ApiClient(args.url, args.token)
+
+
+# --- serve -------------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import load_settings
+
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    settings = load_settings(**overrides)
+    if settings.open_mode:
+        console.print(f"[yellow]no API tokens configured: open to anyone on {settings.host} (loopback only)")
+    console.print(
+        f"anchor-opt API on http://{settings.host}:{settings.port} (docs at /docs), store {settings.store_uri}"
+    )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+# --- client commands ---------------------------------------------------------------------------------
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from trainer.config import apply_overrides, load_config
+    from trainer.jobs.spec import JobSpec
+
+    load_config(args.spec, args.set, model=JobSpec)  # errors here name the file and the field
+    import yaml
+
+    data = apply_overrides(yaml.safe_load(Path(args.spec).read_text()) or {}, args.set)
+    with _client(args) as api:
+        job = api.submit(data, idempotency_key=args.idempotency_key)
+        console.print(f"job [bold]{job['id']}[/bold] {job['state']}  ({api.url}{job['links']['self']})")
+        print(job["id"])  # stdout: the id alone, for scripts
+        if not args.wait:
+            return 0
+        return follow(api, job["id"], args.plot)
+
+
+def follow(api, job_id: str, plot: str | None = None) -> int:
+    """A live bar and anchors table until the job ends; exit status 0 if it SUCCEEDED, 1 otherwise."""
+    progress = Progress(*COLUMNS, console=console)
+    task = progress.add_task(f"job {job_id}", total=None, info="queued")
+    snapshots: list[dict] = []
+    with Live(Group(progress), console=console, refresh_per_second=4) as live:
+        while True:
+            job = api.job(job_id)
+            snapshots += api.anchors(job_id, since_step=snapshots[-1]["step"] if snapshots else None)
+            p = job["progress"]
+            info = job["state"].lower() if job["state"] != "RUNNING" or not p["total_steps"] else _info(p)
+            progress.update(task, completed=p["step"], total=p["total_steps"], info=info)
+            live.update(Group(progress, anchors_table(snapshots)) if snapshots else Group(progress))
+            if job["state"] in ENDED:
+                break
+            time.sleep(1.0)
+    console.print()
+    state = job["state"]
+    colour = "green" if state == "SUCCEEDED" else "red"
+    console.print(
+        f"job {job_id} [{colour}]{state}[/{colour}]" + (f": {escape(job['error'])}" if job["error"] else "")
+    )
+    if plot and snapshots:
+        Path(plot).parent.mkdir(parents=True, exist_ok=True)
+        Path(plot).write_bytes(api.plot(job_id))
+        console.print(f"anchors picture saved to {plot}")
+    return 0 if state == "SUCCEEDED" else 1
+
+
+def _info(p: dict) -> str:
+    speed = f" {p['images_per_s']:.0f} img/s" if p.get("images_per_s") else ""
+    return f"{p.get('phase') or '':6s} epoch {p['epoch']}/{p['epochs']}{speed}"
+
+
+def anchors_table(snapshots: list[dict]) -> Table:
+    """Each anchor at its start and now (w x h pixels), with the latest fit."""
+    first, last = snapshots[0], snapshots[-1]
+    fit = last.get("fit_dataset") or last["fit"]
+    iou = f"  mean best IoU {fit['mean_best_iou']:.3f}" if fit.get("mean_best_iou") is not None else ""
+    table = Table(title=f"anchors at step {last['step']}/{last['total_steps']} ({last['phase']}){iou}")
+    for column in ("#", "start (px)", "now (px)", "grid cells"):
+        table.add_column(column, justify="right")
+    for k, (a, b, c) in enumerate(zip(first["anchors"], last["anchors"], last["anchors_cells"], strict=True)):
+        table.add_row(
+            str(k), f"{a[0]:.1f} x {a[1]:.1f}", f"{b[0]:.1f} x {b[1]:.1f}", f"{c[0]:.2f} x {c[1]:.2f}"
+        )
+    return table
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as api:
+        job = api.job(args.job_id)
+    if args.json:
+        print(json.dumps(job, indent=1))
+        return 0
+    p = job["progress"]
+    out.print(f"[bold]{job['id']}[/bold] {job.get('name') or ''}  {job['state']}")
+    if p["total_steps"]:
+        eta = f", eta {p['eta_s']:.0f} s" if p.get("eta_s") and job["state"] == "RUNNING" else ""
+        out.print(f"step {p['step']}/{p['total_steps']}, {_info(p).strip()}{eta}, attempt {p['attempt']}")
+    if job["error"]:
+        out.print(f"[red]error:[/red] {escape(job['error'])}", soft_wrap=True)
+    for name, url in job["artifacts"].items():
+        out.print(f"  {name}: {url}")
+    return 0
+
+
+def cmd_anchors(args: argparse.Namespace) -> int:
+    with _client(args) as api:
+        snapshots = api.anchors(args.job_id)
+        if not snapshots:
+            console.print(f"job {args.job_id} has no anchor snapshot yet")
+            return 1
+        out.print(anchors_table(snapshots))
+        if args.plot:
+            Path(args.plot).write_bytes(api.plot(args.job_id))
+            console.print(f"anchors picture saved to {args.plot}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as api:
+        job = api.cancel(args.job_id)
+    out.print(f"{job['id']} {job['state']}")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    table = Table(title="jobs, newest first")
+    for column in ("id", "name", "state", "step", "submitted"):
+        table.add_column(column)
+    with _client(args) as api:
+        for job in api.jobs(args.state):
+            p = job["progress"]
+            step = f"{p['step']}/{p['total_steps']}" if p["total_steps"] else ""
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["submitted_at"]))
+            table.add_row(job["id"], job.get("name") or "", job["state"], step, when)
+    out.print(table)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from service.auth import hash_token, new_token
+
+    token = new_token()
+    entry = {"tenant": args.tenant, "sha256": hash_token(token)} | ({"name": args.name} if args.name else {})
+    console.print("give the client the token (ANCHOR_OPT_API_TOKEN); configure the service with the entry:")
+    print(f"token: {token}")
+    print(f"entry: {json.dumps(entry)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from service.demo import run_demo
+
+    return run_demo(Path(args.out), args.spec)
+
+
+# --- parser ------------------------------------------------------------------------------------------
+
+
+def add_commands(sub) -> None:
+    """Adds the service's commands to `anchor-opt`'s subcommand parsers."""
+    p = sub.add_parser("serve", help="run the job API (FastAPI on uvicorn); settings from ANCHOR_OPT_*")
+    p.add_argument("--host", help="interface to bind (default ANCHOR_OPT_HOST, else 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default ANCHOR_OPT_PORT, else 8000)")
+    p.set_defaults(func=cmd_serve)
+
+    def client_parser(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--url", help="the API (default ANCHOR_OPT_API_URL, else http://127.0.0.1:8000)")
+        p.add_argument("--token", help="bearer token (default ANCHOR_OPT_API_TOKEN)")
+        return p
+
+    p = client_parser("submit", "submit a job spec (YAML) to the API")
+    p.add_argument("spec", help="job spec: a train config plus `name` and `resources`")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.add_argument("--wait", action="store_true", help="follow the job to its end: a bar and the anchors")
+    p.add_argument("--plot", metavar="PNG", help="with --wait: save the anchors picture here at the end")
+    p.add_argument("--idempotency-key", help="resubmitting with the same key returns the same job")
+    p.set_defaults(func=cmd_submit)
+
+    p = client_parser("status", "a job's state, progress, error and artifacts")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true", help="the whole job document as JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = client_parser("anchors", "a job's anchors: where they started and where they are now")
+    p.add_argument("job_id")
+    p.add_argument("--plot", metavar="PNG", help="also save the anchors picture (Figure 2 style)")
+    p.set_defaults(func=cmd_anchors)
+
+    p = client_parser("cancel", "cancel a job (stops its Ray job)")
+    p.add_argument("job_id")
+    p.set_defaults(func=cmd_cancel)
+
+    p = client_parser("jobs", "list your jobs, newest first")
+    p.add_argument("--state", choices=("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"))
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("token", help="make a new API token and the entry to configure the service with")
+    p.add_argument("--tenant", default="default", help="whose jobs the token acts on (default: default)")
+    p.add_argument("--name", help="who holds the token, for people and logs")
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("demo", help="start the service, submit the demo job, follow it, save its picture")
+    p.add_argument("--out", default="runs/demo", help="where the job store and the picture go")
+    p.add_argument("--spec", default=None, help="job spec (default: the built-in demo config)")
+    p.set_defaults(func=cmd_demo)
