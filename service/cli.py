@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -49,9 +50,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings(**overrides)
     if settings.open_mode:
         console.print(f"[yellow]no API tokens configured: open to anyone on {settings.host} (loopback only)")
-    console.print(
-        f"anchor-opt API on http://{settings.host}:{settings.port} (docs at /docs), store {settings.store_uri}"
-    )
+    where = f"http://{settings.host}:{settings.port}"
+    console.print(f"anchor-opt API on {where} (docs at {where}/docs), job store {settings.store_uri}")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
     return 0
 
@@ -70,7 +70,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     with _client(args) as api:
         job = api.submit(data, idempotency_key=args.idempotency_key)
         console.print(f"job [bold]{job['id']}[/bold] {job['state']}  ({api.url}{job['links']['self']})")
-        print(job["id"])  # stdout: the id alone, for scripts
+        sys.stdout.write(job["id"] + "\n")  # stdout: the id alone, for scripts
         if not args.wait:
             return 0
         return follow(api, job["id"], args.plot)
@@ -129,7 +129,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as api:
         job = api.job(args.job_id)
     if args.json:
-        print(json.dumps(job, indent=1))
+        sys.stdout.write(json.dumps(job, indent=1) + "\n")
         return 0
     p = job["progress"]
     out.print(f"[bold]{job['id']}[/bold] {job.get('name') or ''}  {job['state']}")
@@ -183,8 +183,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     token = new_token()
     entry = {"tenant": args.tenant, "sha256": hash_token(token)} | ({"name": args.name} if args.name else {})
     console.print("give the client the token (ANCHOR_OPT_API_TOKEN); configure the service with the entry:")
-    print(f"token: {token}")
-    print(f"entry: {json.dumps(entry)}")
+    sys.stdout.write(f"token: {token}\nentry: {json.dumps(entry)}\n")
     return 0
 
 
