@@ -1,0 +1,90 @@
+"""The CLI's client commands against a real service over HTTP (nothing is scheduled here: the jobs
+either stay QUEUED or were trained in this process into the store)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from service.app import create_app
+from service.auth import hash_token
+from service.settings import ServiceSettings, TokenEntry
+from trainer.cli import main
+from trainer.jobs.spec import JobSpec
+from trainer.jobs.store import JobStore
+from trainer.run import train
+from trainer.storage import LocalStorage
+
+from ..trainer.conftest import small_config
+from .conftest import free_port, serving
+
+TOKEN = "cli-token"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    root = tmp_path_factory.mktemp("store")
+    settings = ServiceSettings(
+        store_uri=str(root), tokens=[TokenEntry(tenant="me", sha256=hash_token(TOKEN))]
+    )
+    store = JobStore(LocalStorage(root))
+    cfg = small_config("optim.epochs=1")
+    trained = store.create(JobSpec.model_validate(cfg.model_dump()), submitted_by="me").id
+    train(cfg, store.run_uri(trained))
+    with serving(create_app(settings, schedule=False)) as base:
+        yield base, trained
+
+
+def run(capsys, api, *argv: str) -> tuple[int, str, str]:
+    code = main([argv[0], "--url", api[0], "--token", TOKEN, *argv[1:]])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_submit_prints_the_id_and_the_job_is_listed(api, capsys, tmp_path):
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump({"name": "from-cli", "optim": {"epochs": 1}}))
+    code, out, _ = run(capsys, api, "submit", str(spec), "--set", "optim.batch_size=4")
+    job_id = out.strip()
+    assert code == 0 and len(job_id) > 10
+    code, out, _ = run(capsys, api, "status", job_id, "--json")
+    job = json.loads(out)
+    assert job["state"] == "QUEUED" and job["spec"]["optim"]["batch_size"] == 4
+    code, out, _ = run(capsys, api, "jobs", "--state", "QUEUED")
+    assert code == 0 and job_id in out and "from-cli" in out
+    code, out, _ = run(capsys, api, "cancel", job_id)
+    assert code == 0 and "CANCELLED" in out
+
+
+def test_a_bad_spec_is_refused_before_it_is_sent(api, capsys, tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("optim:\n  epochs: -3\n")
+    code, _, err = run(capsys, api, "submit", str(spec))
+    assert code == 2 and "bad.yaml" in err and "optim.epochs" in err
+
+
+def test_status_and_anchors_of_a_finished_job(api, capsys, tmp_path):
+    code, out, _ = run(capsys, api, "status", api[1])
+    assert code == 0 and "SUCCEEDED" in out and "step 8/8" in out and "anchors_yaml" in out
+    picture = tmp_path / "a.png"
+    code, out, _ = run(capsys, api, "anchors", api[1], "--plot", str(picture))
+    assert code == 0 and "anchors at step 8/8" in out and picture.read_bytes().startswith(b"\x89PNG")
+
+
+def test_api_errors_are_one_clear_line(api, capsys):
+    code, _, err = run(capsys, api, "status", "no-such-job")
+    assert code == 2 and "404" in err and "no-such-job" in err
+    code = main(["jobs", "--url", api[0], "--token", "wrong"])
+    assert code == 2 and "invalid token" in capsys.readouterr().err
+    code = main(["jobs", "--url", f"http://127.0.0.1:{free_port()}"])
+    assert code == 2 and "no anchor-opt service answered" in capsys.readouterr().err
+
+
+def test_token_prints_a_token_and_its_entry(capsys):
+    assert main(["token", "--tenant", "vision", "--name", "ci"]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    entry = json.loads(lines["entry"])
+    assert entry == {"tenant": "vision", "sha256": hash_token(lines["token"]), "name": "ci"}
+    TokenEntry.model_validate(entry)
