@@ -93,8 +93,15 @@ def create_app(settings: ServiceSettings | None = None, launcher=None, schedule:
         version="0.1.0",
         lifespan=lifespan,
     )
-    scheduler = Scheduler(store, records, launcher, store_uri, settings.max_running_jobs,
-                          settings.scheduler_interval_s, job_env=storage_env(settings.s3, secrets=False))
+    scheduler = Scheduler(
+        store,
+        records,
+        launcher,
+        store_uri,
+        settings.max_running_jobs,
+        settings.scheduler_interval_s,
+        job_env=storage_env(settings.s3, secrets=False),
+    )
     app.state.ctx = Context(settings, store, records, scheduler, AnchorPlots(store),
                             Authenticator(settings.tokens), launcher)  # fmt: skip
 
@@ -160,8 +167,9 @@ def _install_errors(app: FastAPI) -> None:
         loc = [str(p) for p in first["loc"]]
         if first.get("type") == "json_invalid":  # loc is ["body", <character offset>]
             loc = ["body", f"character {loc[-1]}"] if len(loc) > 1 else ["body"]
-        where = ".".join(loc[1:] if loc[:1] == ["body"] and len(loc) > 1 and first.get("type") != "json_invalid"
-                         else loc) or "request"  # fmt: skip
+        elif loc[:1] == ["body"] and len(loc) > 1:  # a field of the body: its path says enough
+            loc = loc[1:]
+        where = ".".join(loc) or "request"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         return _problem(422, f"{where}: {first['msg']}{more}", errors)
 

@@ -31,6 +31,8 @@ def check_job_spec(spec: JobSpec, settings: ServiceSettings) -> None:
 def check_dataset_source(source: str, settings: ServiceSettings) -> None:
     if source == "synthetic":
         return
+    if "\x00" in source or not source.isprintable():
+        raise ValueError(f"{FIELD}: {source!r} refused: control characters are not allowed in a dataset URI")
     how = "set allowed_dataset_roots (ANCHOR_OPT_ALLOWED_DATASET_ROOTS) to admit a dataset folder or bucket"
     if not settings.allowed_dataset_roots:
         raise ValueError(f"{FIELD}: {source!r} refused: this service admits only 'synthetic' ({how})")

@@ -22,7 +22,9 @@ BACKBONE_STRIDES = {"tiny": 16, "darknet19": 32}
 
 class _Section(BaseModel):
     # Unknown keys are errors, so a typo in a YAML file or a --set is never silently ignored.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are refused everywhere: YAML's .inf and JSON's Infinity would pass `lr > 0`, and
+    # a stored spec would not read back (JSON has no inf: it is written as null).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ShapeComponent(_Section):

@@ -44,6 +44,8 @@ def test_inside_the_roots(roots, source):
         ("s3://datasets/public-but-not-really/voc", "outside the allowed dataset buckets"),
         ("s3://other-bucket/voc", "outside the allowed dataset buckets"),
         ("file://otherhost/srv/data", "absolute local path"),
+        ("{data}/voc\x00/etc", "control characters"),
+        ("{data}/voc\n", "control characters"),
     ],
 )
 def test_refused_naming_the_field(roots, source, needle):

@@ -40,3 +40,9 @@ def test_errors_name_the_file_and_field(tmp_path):
     path.write_text("- a list\n")
     with pytest.raises(ValueError, match="mapping"):
         load_config(path)
+
+
+@pytest.mark.parametrize("override", ["optim.lr=.inf", "optim.grad_clip=.nan", "anchors.values=[[.inf, 4]]"])
+def test_infinite_and_nan_numbers_are_refused(override):
+    with pytest.raises(ValueError, match=override.split("=")[0].split(".")[0]):
+        load_config(None, ["anchors.init=list", "anchors.num=1", override])
