@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 
 from service import views
 from service.auth import Principal
-from service.dataset_policy import check_job_spec
+from service.policy import check_job_spec
 from service.schemas import AnchorHistory, JobList, JobPublic, JobSummary, Logs, MetricsHistory, ResultPublic
 from trainer.jobs.spec import JobSpec, JobState
 from trainer.jobs.store import JobExists, JobStore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.dataset_policy import check_dataset_source
+from service.policy import check_dataset_source
 from service.settings import ServiceSettings
 
 
@@ -65,3 +65,17 @@ def test_a_scheme_turned_off(roots):
     settings = ServiceSettings(allowed_schemes=["s3"], allowed_dataset_roots=[str(tmp / "data")])
     with pytest.raises(ValueError, match="scheme 'file' is off"):
         check_dataset_source(str(tmp / "data" / "voc"), settings)
+
+
+def test_the_local_ray_refuses_jobs_it_could_never_run():
+    from service.policy import check_job_spec
+    from trainer.jobs.spec import JobSpec
+
+    small = JobSpec.model_validate({"resources": {"workers": 2, "cpus_per_worker": 1}})
+    check_job_spec(small, ServiceSettings(ray_num_cpus=2))
+    big = JobSpec.model_validate({"resources": {"workers": 2, "cpus_per_worker": 2}})
+    with pytest.raises(
+        ValueError, match=r"resources.cpus_per_worker: 2 worker\(s\) x 2 CPUs .* at most 1 per"
+    ):
+        check_job_spec(big, ServiceSettings(ray_num_cpus=2))
+    check_job_spec(big, ServiceSettings(ray_num_cpus=2, ray_address="http://ray-head:8265"))  # may autoscale
