@@ -40,6 +40,7 @@ bench: install
 	$(PY) bench/coco128_train.py
 	$(PY) bench/step_efficiency.py
 	$(PY) bench/ddp_scaling.py
+	$(PY) bench/api_load.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

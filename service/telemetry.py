@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -27,19 +27,13 @@ class Telemetry:
         self.registry.register(_JobsByState(store, records))
 
     def install(self, app: FastAPI) -> None:
-        @app.middleware("http")
-        async def measure(request: Request, call_next):
-            start = time.perf_counter()
-            status = 500
-            try:
-                response = await call_next(request)
-                status = response.status_code
-                return response
-            finally:
-                route = request.scope.get("route")
-                path = getattr(route, "path", "unmatched")  # the template, not the job id: bounded labels
-                self.requests.labels(request.method, path, str(status)).inc()
-                self.latency.labels(request.method, path).observe(time.perf_counter() - start)
+        """Counts and times every HTTP request (outermost of the app's middleware but Starlette's own
+        error handler, so a crash is counted as the 500 it becomes)."""
+        app.add_middleware(_Measure, telemetry=self)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -58,3 +52,30 @@ class _JobsByState:
         for state, n in counts.items():
             family.add_metric([state.value], n)
         yield family
+
+
+class _Measure:
+    """Plain ASGI middleware: no per-request task or response stream (as `@app.middleware` has), the
+    status taken from the response as it is sent, the time when the app is done with the request."""
+
+    def __init__(self, app, telemetry: Telemetry):
+        self.app, self.telemetry = app, telemetry
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500  # unless a response starts: the app raised, and the error handler answers 500
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")  # the template, not the job id: bounded labels
+            self.telemetry.observe(scope["method"], path, status, time.perf_counter() - start)

@@ -2,22 +2,35 @@
 
 The store is the only state: a job's record (job.json) never changes once written, so records are
 cached in memory (and the cache refreshed from a listing, so jobs created by another replica
-appear); status, snapshots, metrics and results are read from storage on every request.
+appear). A job's status is read from storage on every request. So are its snapshots, metrics and
+result, except that `public()` keeps what it built for a job that ended by itself (SUCCEEDED, or
+FAILED: the run, or its Ray job, is over, so nothing writes under its prefix any more), for as long
+as the status it read is the one in storage (same `updated_at`: a resumed run rewrites it).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
+from collections import OrderedDict
 
 from service.schemas import JobList, JobPublic, JobSummary, Links, Progress
 from trainer.jobs.schema import JobRecord, JobStatus
 from trainer.jobs.spec import JobState
 from trainer.jobs.store import JobStore, UnknownJob
 
+log = logging.getLogger(__name__)
+
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
+# States after which no one writes a job's documents but its status (a resume rewrites that first).
+# Not CANCELLED: the service records it before stopping the Ray job, whose workers may still write.
+FINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED})
+# Views of ended jobs kept, least recently read dropped first: ~15 KB each for a small job, tens of KB
+# with long loss curves and per-class evaluation.
+CACHED_JOBS = 512
 
 
 class JobNotFound(LookupError):
@@ -30,10 +43,11 @@ class Records:
     def __init__(self, store: JobStore):
         self.store = store
         self._by_id: dict[str, JobRecord] = {}
+        self._unreadable: set[str] = set()  # logged once, then left out of listings
         self._lock = threading.Lock()
 
     def refresh(self) -> None:
-        known = set(self._by_id)
+        known = set(self._by_id) | self._unreadable
         fresh = {}
         for job_id in self.store.job_ids():
             if job_id not in known:
@@ -41,6 +55,9 @@ class Records:
                     fresh[job_id] = self.store.record(job_id)
                 except UnknownJob:  # listed, then removed
                     continue
+                except ValueError as exc:  # not a job record: one bad object must not fail every listing
+                    self._unreadable.add(job_id)
+                    log.error("job %s left out: its record is unreadable: %s", job_id, exc)
         with self._lock:
             self._by_id.update(fresh)
 
@@ -97,9 +114,45 @@ def artifact_urls(job_id: str, artifacts: dict[str, str]) -> dict[str, str]:
     }
 
 
+class _EndedJobs:
+    """`public()` of ended jobs by (storage, job id), each with the `updated_at` it was built from."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._views: OrderedDict[tuple[str, str], tuple[float, JobPublic]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str], updated_at: float) -> JobPublic | None:
+        with self._lock:
+            found = self._views.get(key)
+            if found is None or found[0] != updated_at:
+                return None
+            self._views.move_to_end(key)
+            return found[1]
+
+    def put(self, key: tuple[str, str], updated_at: float, view: JobPublic) -> None:
+        with self._lock:
+            self._views[key] = (updated_at, view)
+            self._views.move_to_end(key)
+            while len(self._views) > self.size:
+                self._views.popitem(last=False)
+
+
+_ended = _EndedJobs(CACHED_JOBS)
+
+
 def public(store: JobStore, record: JobRecord) -> JobPublic:
     status = store.status(record.id)
-    metrics = store.metrics(record.id)
+    key = (store.storage.uri, record.id)
+    if status.state in FINAL and (view := _ended.get(key, status.updated_at)) is not None:
+        return view
+    view = _public(store, record, status)
+    if status.state in FINAL:
+        _ended.put(key, status.updated_at, view)
+    return view
+
+
+def _public(store: JobStore, record: JobRecord, status: JobStatus) -> JobPublic:
     result = store.result(record.id) if status.state is JobState.SUCCEEDED else None
     return JobPublic(
         **summary(record, status).model_dump(),
@@ -110,7 +163,7 @@ def public(store: JobStore, record: JobRecord) -> JobPublic:
         finished_at=status.finished_at,
         updated_at=status.updated_at,
         latest_anchors=store.latest_snapshot(record.id),
-        latest_metrics=metrics[-1] if metrics else None,
+        latest_metrics=store.latest_metrics(record.id),
         artifacts=artifact_urls(record.id, result.artifacts) if result else {},
     )
 

@@ -5,14 +5,17 @@ test_jobs_e2e.py runs them on a real Ray)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from service.app import create_app
 from service.auth import hash_token
 from service.settings import ServiceSettings, TokenEntry
-from trainer.jobs.spec import JobSpec
-from trainer.jobs.store import JobStore
+from trainer.jobs.schema import JobStatus
+from trainer.jobs.spec import JobSpec, JobState
+from trainer.jobs.store import JOB_KEY, JobStore
+from trainer.outputs import SNAPSHOT_PREFIX
 from trainer.run import train
 from trainer.storage import LocalStorage
 
@@ -206,6 +209,38 @@ def test_a_trained_jobs_documents_pictures_and_artifacts(api, a, trained):
     weights = a.get(f"/jobs/{trained}/artifacts/weights")
     assert weights.headers["content-type"] == "application/octet-stream" and len(weights.content) > 100_000
     _problem(a.post(f"/jobs/{trained}/cancel"), 409, "SUCCEEDED")
+
+
+def test_an_ended_jobs_view_is_rebuilt_when_its_status_changes(api, a):
+    _, store, _, _ = api
+    job = a.post("/jobs", json=SPEC).json()["id"]
+    store.write_status(job, JobStatus(state=JobState.FAILED, error="first", updated_at=time.time()))
+    assert a.get(f"/jobs/{job}").json()["error"] == "first"  # cached from here
+    store.write_status(job, JobStatus(state=JobState.FAILED, error="second", updated_at=time.time() + 1))
+    assert a.get(f"/jobs/{job}").json()["error"] == "second"
+
+
+def test_a_cancelled_jobs_late_snapshots_are_served(api, a, trained):
+    """Cancel is recorded before the Ray job stops, so its workers may still write: never cached."""
+    _, store, _, _ = api
+    job = a.post("/jobs", json=SPEC).json()["id"]
+    a.post(f"/jobs/{job}/cancel")
+    assert a.get(f"/jobs/{job}").json()["latest_anchors"] is None
+    late = store.key(trained, SNAPSHOT_PREFIX)
+    for o in store.storage.list(late):
+        store.storage.write_bytes(
+            store.key(job, o.key[len(store.key(trained)) :]), store.storage.read_bytes(o.key)
+        )
+    assert a.get(f"/jobs/{job}").json()["latest_anchors"]["step"] == 16
+
+
+def test_an_unreadable_record_is_left_out_not_a_failure(api, a):
+    _, store, _, _ = api
+    mine = a.post("/jobs", json=SPEC).json()["id"]
+    store.storage.write_bytes(store.key("broken-record", JOB_KEY), b"{not json")
+    listed = a.get("/jobs", params={"limit": 500})
+    assert listed.status_code == 200 and mine in [j["id"] for j in listed.json()["items"]]
+    _problem(a.get("/jobs/broken-record"), 404, "broken-record")
 
 
 def test_a_queued_job_has_no_result_or_anchors_yet(a):

@@ -135,6 +135,11 @@ class JobStore:
         keys = [o.key for o in self.storage.list(self.key(job_id, METRICS_PREFIX))]
         return [self._parse(k, EpochMetrics) for k in keys]
 
+    def latest_metrics(self, job_id: str) -> EpochMetrics | None:
+        """The last epoch's metrics, the only one parsed; None before the first epoch ends."""
+        keys = [o.key for o in self.storage.list(self.key(job_id, METRICS_PREFIX))]
+        return self._parse(keys[-1], EpochMetrics) if keys else None
+
     def result(self, job_id: str) -> JobResult | None:
         """The result of a finished job; None while it runs."""
         try:
