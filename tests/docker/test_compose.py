@@ -72,6 +72,15 @@ def test_no_env_file_fails_fast_and_says_what_to_do(compose_bin, tmp_path):
     assert "is missing a value" in result.stderr and "docker/.env.example" in result.stderr
 
 
+def test_every_required_value_says_where_to_start():
+    """Compose reports whichever missing variable it meets first (the order varies), so each one's
+    message must point at the example file."""
+    messages = re.findall(r"\$\{(\w+):\?([^}]*)\}", "".join((REPO / f).read_text() for f in (BASE, CPU, S3)))
+    assert messages
+    for name, message in messages:
+        assert "docker/.env.example" in message, name
+
+
 REQUIRED = ["RAY_AUTH_TOKEN", "ANCHOR_OPT_TOKENS", "ANCHOR_OPT_BUCKET", "ANCHOR_OPT_S3_ACCESS_KEY_ID",
             "ANCHOR_OPT_S3_SECRET_ACCESS_KEY"]  # fmt: skip
 
