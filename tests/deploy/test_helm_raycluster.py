@@ -138,3 +138,50 @@ def test_ray_pods_reach_the_store_like_the_api(helm, values, sets):
         with pytest.MonkeyPatch.context() as mp:
             set_env(mp, env)
             StorageSettings()  # the trainer reads them without complaint
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """Kubernetes' label selector: every matchLabels pair, every `In` expression."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        assert e["operator"] == "In", e  # the only operator the chart uses
+        if labels.get(e["key"]) not in e["values"]:
+            return False
+    return True
+
+
+def test_only_the_release_reaches_ray(helm):
+    docs = helm.template(
+        MINIMAL, sets=("networkPolicy.rayIngressFrom[0].namespaceSelector.matchLabels.team=obs",)
+    )
+    policy = only(docs, "NetworkPolicy")["spec"]
+    pods = _pod_labels(docs)
+    assert {k for k, labels in pods.items() if _selects(policy["podSelector"], labels)} == {
+        "ray-head",
+        "ray-worker",
+    }
+    release_peer, extra = policy["ingress"]
+    (peer,) = release_peer["from"]
+    assert "ports" not in release_peer  # every port: the GCS, raylets, object managers, NCCL
+    assert {k for k, labels in pods.items() if _selects(peer["podSelector"], labels)} == {
+        "api",
+        "ray-head",
+        "ray-worker",
+    }
+    stranger = dict(pods["api"], **{"app.kubernetes.io/instance": "another-release"})
+    assert not _selects(peer["podSelector"], stranger)
+    assert extra == {"from": [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}]}
+    assert not any(
+        d["kind"] == "NetworkPolicy" for d in helm.template(MINIMAL, sets=("networkPolicy.enabled=false",))
+    )
+
+
+def _pod_labels(docs: list[dict]) -> dict[str, dict]:
+    """The labels of the API, head and worker pods, by component."""
+    cluster = only(docs, "RayCluster")["spec"]
+    templates = [only(docs, "Deployment")["spec"]["template"], cluster["headGroupSpec"]["template"]]
+    templates += [g["template"] for g in cluster["workerGroupSpecs"]]
+    return {
+        t["metadata"]["labels"]["app.kubernetes.io/component"]: t["metadata"]["labels"] for t in templates
+    }
