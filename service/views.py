@@ -53,7 +53,7 @@ class Records:
             if job_id not in known:
                 try:
                     fresh[job_id] = self.store.record(job_id)
-                except UnknownJob:  # listed, then removed
+                except UnknownJob:  # a folder whose job.json is not written yet (or a stray): next time
                     continue
                 except ValueError as exc:  # not a job record: one bad object must not fail every listing
                     self._unreadable.add(job_id)

@@ -243,6 +243,19 @@ def test_an_unreadable_record_is_left_out_not_a_failure(api, a):
     _problem(a.get("/jobs/broken-record"), 404, "broken-record")
 
 
+def test_a_job_folder_is_listed_once_its_record_is_written(api, a):
+    """Listings read the folders under jobs/: one without its job.json yet is skipped, not forgotten."""
+    _, store, _, _ = api
+    store.storage.write_bytes(store.key("late-record", "status.json"), b"{}")
+
+    def listed() -> list[str]:
+        return [j["id"] for j in a.get("/jobs", params={"limit": 500}).json()["items"]]
+
+    assert "late-record" not in listed()
+    store.create(JobSpec.from_mapping(SPEC), job_id="late-record", submitted_by="team-a")
+    assert "late-record" in listed()
+
+
 def test_a_queued_job_has_no_result_or_anchors_yet(a):
     job = a.post("/jobs", json=SPEC).json()["id"]
     _problem(a.get(f"/jobs/{job}/result"), 404, "no result")

@@ -98,13 +98,12 @@ class JobStore:
         return record
 
     def job_ids(self) -> list[str]:
-        """Every job's id, oldest first for ids from `new_job_id`."""
-        suffix = "/" + JOB_KEY
-        return [
-            o.key[len(JOBS_PREFIX) : -len(suffix)]
-            for o in self.storage.list(JOBS_PREFIX)
-            if o.key.endswith(suffix) and o.key.count("/") == 2
-        ]
+        """The id of every job folder, oldest first for ids from `new_job_id`.
+
+        One listing of the folders under `jobs/`, not of every object in them. A folder can be listed
+        before its job.json is written (or a stray one without it): `record()` then raises UnknownJob.
+        """
+        return [name for name in self.storage.folders(JOBS_PREFIX) if JOB_ID.match(name)]
 
     def exists(self, job_id: str) -> bool:
         return self.storage.exists(self.key(job_id, JOB_KEY))

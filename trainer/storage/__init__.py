@@ -4,12 +4,13 @@
     store.write_bytes("abc/status.json", data)                 # whole object, atomic
     store.write_bytes("abc/job.json", data, if_absent=True)    # conditional create, else AlreadyExists
     store.read_bytes("abc/status.json"); store.list("abc/"); store.delete("abc/status.json")
+    store.folders("")                                          # ["abc"]: one level, keys below unread
     fetch_to_cache("s3://datasets/voc/VOC2007").local_path     # mirrored once, keyed by ETag
 
 Both backends behave the same (one test suite runs over both): keys are `/`-separated paths relative
 to the storage's root, objects are written whole (a reader sees the old or the new object, never part
-of one), `list` is recursive and sorted. The trainer and the control plane share this package, so it
-imports neither torch nor anything of theirs.
+of one), `list` is recursive and sorted, `folders` one level deep. The trainer and the control plane
+share this package, so it imports neither torch nor anything of theirs.
 
 Modules: `base` (errors, settings, ObjectInfo, key checks, the Storage ABC), `local` (LocalStorage,
 write_atomically), `s3` (S3Storage, clients), `uri` (parse_uri, open_storage), `mirror`

@@ -99,6 +99,14 @@ def check_key(key: str, where: str, *, prefix: bool = False) -> str:
     return key
 
 
+def check_folder(prefix: str, where: str) -> str:
+    """`prefix` when it names a folder: "" (the root) or a valid prefix ending in "/"; else InvalidKey."""
+    check_key(prefix, where, prefix=True)
+    if prefix and not prefix.endswith("/"):
+        raise InvalidKey(f"{where}: invalid folder {prefix!r} (want '' or a path ending in '/')", where)
+    return prefix
+
+
 class Storage(ABC):
     """A bucket/prefix or a folder, holding whole objects addressed by keys relative to its root."""
 
@@ -130,6 +138,15 @@ class Storage(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object whose key starts with `prefix` (a string prefix, as in S3), sorted by key."""
+
+    @abstractmethod
+    def folders(self, prefix: str = "") -> list[str]:
+        """The names of the folders directly under the folder `prefix` ("" or ending in "/"), sorted.
+
+        For "jobs/", the `<id>` of every `jobs/<id>/...` key, without listing the keys below them (one
+        request per 1000 folders on S3). On S3 a folder exists while it holds an object; a local folder
+        can outlive its last file.
+        """
 
     @abstractmethod
     def delete(self, key: str) -> None:

@@ -17,6 +17,7 @@ from trainer.storage.base import (
     ObjectInfo,
     Storage,
     StorageError,
+    check_folder,
     check_key,
 )
 
@@ -103,6 +104,16 @@ class LocalStorage(Storage):
                     except NotFound:  # deleted while listing
                         continue
         return sorted(found, key=lambda o: o.key)
+
+    def folders(self, prefix: str = "") -> list[str]:
+        uri = self.uri_for(check_folder(prefix, self.uri_for(prefix)))
+        try:
+            with os.scandir(self.root / prefix) as entries:
+                return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith(TMP_PREFIX))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise StorageError(f"{uri}: {exc}", uri) from exc
 
     def delete(self, key: str) -> None:
         path = self._path(key)

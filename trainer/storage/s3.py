@@ -20,6 +20,7 @@ from trainer.storage.base import (
     Storage,
     StorageError,
     StorageSettings,
+    check_folder,
     check_key,
 )
 from trainer.storage.local import write_atomically
@@ -117,16 +118,30 @@ class S3Storage(Storage):
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         check_key(prefix, self.uri_for(prefix), prefix=True)
         found = []
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.prefix + prefix, PaginationConfig={"PageSize": self.page_size}
-        )
         with _s3_errors(self.uri_for(prefix), "list"):
-            for page in pages:
+            for page in self._pages(self.prefix + prefix):
                 for obj in page.get("Contents", []):
                     key = obj["Key"][len(self.prefix) :]
                     if key and not key.endswith("/"):  # "folder/" markers made by consoles hold nothing
                         found.append(ObjectInfo(key, int(obj["Size"]), obj["ETag"].strip('"')))
         return sorted(found, key=lambda o: o.key)
+
+    def folders(self, prefix: str = "") -> list[str]:
+        full = self.prefix + check_folder(prefix, self.uri_for(prefix))
+        names = []
+        with _s3_errors(self.uri_for(prefix), "list"):
+            for page in self._pages(full, Delimiter="/"):
+                for common in page.get("CommonPrefixes", []):
+                    name = common["Prefix"][len(full) : -1]
+                    if name:  # "jobs//x" makes a common prefix "jobs//": no folder a key can name
+                        names.append(name)
+        return sorted(names)
+
+    def _pages(self, full_prefix: str, **extra) -> Iterator[dict]:
+        """ListObjectsV2 pages under a full key prefix (the storage's own prefix included)."""
+        return self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=full_prefix, PaginationConfig={"PageSize": self.page_size}, **extra
+        )
 
     def delete(self, key: str) -> None:
         full = self._key(key)

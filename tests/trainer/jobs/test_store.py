@@ -33,6 +33,15 @@ def test_create_records_the_spec_and_a_queued_status(store):
     assert store.result(record.id) is None and store.snapshots(record.id) == []
 
 
+def test_job_ids_are_the_job_folders(store):
+    ids = [store.create(JobSpec(name=n), job_id=f"job-{n}").id for n in ("b", "a")]
+    store.storage.write_bytes("jobs/NOT_AN_ID/job.json", b"{}")  # not a name a job can have
+    store.storage.write_bytes("jobs/job-c/status.json", b"{}")  # a folder without its record (yet)
+    assert store.job_ids() == sorted(ids) + ["job-c"]
+    with pytest.raises(UnknownJob):
+        store.record("job-c")
+
+
 def test_a_job_id_is_created_once(store):
     first = store.create(JobSpec(name="one"), job_id="job-1")
     store.write_status("job-1", JobStatus(state=JobState.RUNNING, step=5, updated_at=2.0))

@@ -91,6 +91,19 @@ def test_list_is_recursive_sorted_and_filtered_by_a_string_prefix(store):
         store.list("../")
 
 
+def test_folders_are_the_names_directly_under_a_folder(store):
+    keys = ["jobs/b/job.json", "jobs/a/status.json", "jobs/a/anchors/10.json", "jobs/ab/job.json", "top.json"]
+    for key in keys:
+        store.write_bytes(key, b"x")
+    assert store.folders("jobs/") == ["a", "ab", "b"]
+    assert store.folders() == ["jobs"]
+    assert store.folders("jobs/a/") == ["anchors"]
+    assert store.folders("nothing/") == [] and store.folders("top.json/") == []
+    for bad in ["jobs", "../", "jobs/../"]:
+        with pytest.raises(InvalidKey, match="invalid"):
+            store.folders(bad)
+
+
 def test_etag_changes_when_the_object_does(store):
     store.write_bytes("k", b"one")
     first = store.stat("k").etag
@@ -213,6 +226,20 @@ def test_s3_list_follows_pages(s3_bucket):
         store.write_bytes(f"k{i}", b"x")
     assert [o.key for o in store.list()] == [f"k{i}" for i in range(5)]
     assert len(pages) == 3
+
+
+def test_s3_folders_follow_pages_and_read_no_key_below_them(s3_bucket):
+    bucket, settings = s3_bucket
+    store = S3Storage(bucket, "p", settings, page_size=2)
+    for i in range(5):
+        for name in ("job.json", "status.json", "anchors/1.json"):
+            store.write_bytes(f"jobs/j{i}/{name}", b"x")
+    S3Storage(bucket, "", settings).write_bytes("other/jobs/x/job.json", b"x")  # outside the prefix
+    pages = []
+    events = store.client.meta.events
+    events.register("after-call.s3.ListObjectsV2", lambda parsed, **kw: pages.append(parsed))
+    assert store.folders("jobs/") == [f"j{i}" for i in range(5)]
+    assert len(pages) == 3 and not any(page.get("Contents") for page in pages)
 
 
 def test_s3_client_is_built_from_the_settings(s3_bucket):
