@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO
+
 CHART = REPO / "deploy" / "helm" / "anchor-opt"
 MINIMAL = CHART / "ci" / "minimal-values.yaml"  # the least an install must add: a bucket and a token
 GPU_EXAMPLE = REPO / "deploy" / "helm" / "values-gpu-cluster.yaml"
