@@ -26,6 +26,7 @@ class AuthError(Exception):
 class Principal:
     tenant: str
     name: str | None = None  # the token's name, when it has one
+    dataset_roots: tuple[str, ...] | None = None  # the token's own dataset roots (None: the service's)
 
 
 def hash_token(token: str) -> str:
@@ -40,7 +41,7 @@ def new_token() -> str:
 
 class Authenticator:
     def __init__(self, entries: list[TokenEntry]):
-        self._entries = [(bytes.fromhex(e.sha256), Principal(e.tenant, e.name)) for e in entries]
+        self._entries = [(bytes.fromhex(e.sha256), _principal(e)) for e in entries]
 
     @property
     def open(self) -> bool:
@@ -64,3 +65,8 @@ class Authenticator:
         if found is None:
             raise AuthError("invalid token")
         return found
+
+
+def _principal(entry: TokenEntry) -> Principal:
+    roots = tuple(entry.dataset_roots) if entry.dataset_roots is not None else None
+    return Principal(entry.tenant, entry.name, roots)

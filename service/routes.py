@@ -60,8 +60,9 @@ def submit_job(
     """Records a job (QUEUED) and queues it for Ray. With an `Idempotency-Key`, sending the same
     key and body again returns the same job; the same key with another body is a 409."""
     ctx = _ctx(request)
+    roots = list(caller.dataset_roots) if caller.dataset_roots is not None else None
     try:
-        check_job_spec(spec, ctx.settings)
+        spec = check_job_spec(spec, ctx.settings, roots)  # as it will run: data.allowed_root set
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     job_id = None

@@ -39,7 +39,15 @@ class TokenEntry(BaseModel):
 
     tenant: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # hashlib.sha256(token.encode()).hexdigest()
-    name: str | None = None  # which client holds it, for people and logs
+    name: str | None = Field(None, max_length=100)  # which client holds it, for people and logs
+    # The folders and s3:// prefixes this token's jobs may read datasets from, instead of the
+    # service's allowed_dataset_roots (None: those). [] admits only the synthetic set.
+    dataset_roots: list[str] | None = None
+
+    @field_validator("dataset_roots")
+    @classmethod
+    def _roots(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _absolute_roots(value)
 
 
 class ServiceSettings(BaseSettings):
@@ -79,12 +87,7 @@ class ServiceSettings(BaseSettings):
     @field_validator("allowed_dataset_roots")
     @classmethod
     def _absolute_roots(cls, value: list[str]) -> list[str]:
-        for root in value:
-            if not (root.startswith("s3://") or root.startswith("file:///") or os.path.isabs(root)):
-                raise ValueError(f"{root!r}: a dataset root is an absolute path, file:/// or s3:// URI")
-            if ".." in re.split(r"[/\\]", root):
-                raise ValueError(f"{root!r}: a dataset root must not contain '..'")
-        return value
+        return _absolute_roots(value)
 
     @model_validator(mode="after")
     def _open_only_on_loopback(self) -> ServiceSettings:
@@ -116,6 +119,15 @@ class ServiceSettings(BaseSettings):
         if path := os.environ.get(SETTINGS_FILE_ENV):
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=_existing(path)))
         return tuple(sources)
+
+
+def _absolute_roots(roots: list[str]) -> list[str]:
+    for root in roots:
+        if not (root.startswith("s3://") or root.startswith("file:///") or os.path.isabs(root)):
+            raise ValueError(f"{root!r}: a dataset root is an absolute path, file:/// or s3:// URI")
+        if ".." in re.split(r"[/\\]", root):
+            raise ValueError(f"{root!r}: a dataset root must not contain '..'")
+    return roots
 
 
 def _existing(path: str) -> Path:

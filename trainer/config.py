@@ -86,6 +86,10 @@ class AugmentConfig(_Section):
 class DataConfig(_Section):
     # "synthetic" (built in), a local folder or annotation file, a file:// or an s3://bucket/prefix URI.
     source: str = "synthetic"
+    # A folder or s3://bucket/prefix the source must lie in when it is opened (symlinks resolved
+    # then). The service sets it to the dataset root that admitted the source. Whatever it is, a
+    # job reads nothing outside the source's own folder (trainer.data.root).
+    allowed_root: str | None = None
     # auto: detected from the layout (COCO annotations/*.json, YOLO images/+labels/+yaml, VOC
     # Annotations/+ImageSets/, Brainwash *.idl); give it when a folder holds several.
     format: Literal["auto", "coco", "yolo", "voc", "brainwash"] = "auto"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from service.policy import check_dataset_source
@@ -79,3 +81,125 @@ def test_the_local_ray_refuses_jobs_it_could_never_run():
     ):
         check_job_spec(big, ServiceSettings(ray_num_cpus=2))
     check_job_spec(big, ServiceSettings(ray_num_cpus=2, ray_address="http://ray-head:8265"))  # may autoscale
+
+
+# --- splits, the admitted root, per-tenant roots, one URI parser -------------------------------------
+
+
+def dataset_spec(source: str, **data):
+    from trainer.jobs.spec import JobSpec
+
+    return JobSpec.model_validate({"data": {"source": source, **data}})
+
+
+@pytest.mark.parametrize(
+    ("field", "split", "needle"),
+    [
+        ("train_split", "/other/tenant/annotations/instances_train", "relative to data.source"),
+        ("val_split", "../../other/tenant/val", "'..'"),
+        ("train_split", "trainval+../../theirs/train", "'..'"),
+        ("train_split", "VOC2007/%2e%2e/%2e%2e/x", "'..'"),
+        ("val_split", "file:///etc", "relative to data.source"),
+        ("val_split", "C:\\data", "relative to data.source"),
+        ("train_split", "train\n", "control characters"),
+    ],
+)
+def test_splits_that_leave_the_source_are_refused(roots, field, split, needle):
+    """The reporter's job: source under an allowed root, train_split at another tenant's annotations."""
+    from service.policy import check_job_spec
+
+    tmp, settings = roots
+    with pytest.raises(ValueError) as err:
+        check_job_spec(dataset_spec(str(tmp / "data" / "voc"), **{field: split}), settings)
+    assert str(err.value).startswith(f"data.{field}: ") and needle in str(err.value)
+
+
+def test_an_admitted_spec_runs_confined_to_its_root(roots):
+    from service.policy import check_job_spec
+
+    tmp, settings = roots
+    source = str(tmp / "data" / "voc")
+    admitted = check_job_spec(dataset_spec(source, train_split="VOC2007/trainval+VOC2012/trainval"), settings)
+    assert admitted.data.allowed_root == str(tmp / "data") and admitted.data.source == source
+    narrower = check_job_spec(dataset_spec(source, allowed_root=source), settings)
+    assert narrower.data.allowed_root == source  # the caller may confine it further, never wider
+    for bad, needle in (
+        (str(tmp / "private"), "outside the allowed"),
+        (str(tmp / "data" / "x"), "does not contain"),
+    ):
+        (tmp / "data" / "x").mkdir(exist_ok=True)
+        with pytest.raises(ValueError, match=f"^data.allowed_root: .*{needle}"):
+            check_job_spec(dataset_spec(source, allowed_root=bad), settings)
+    s3 = check_job_spec(dataset_spec("s3://datasets/public/voc"), settings)
+    assert s3.data.allowed_root == "s3://datasets/public"
+    assert check_job_spec(dataset_spec("synthetic"), settings).data.allowed_root is None
+
+
+def test_a_tenants_own_roots_replace_the_services(roots):
+    from service.policy import check_job_spec
+
+    tmp, settings = roots
+    (tmp / "data" / "team-a").mkdir()
+    mine = [str(tmp / "data" / "team-a")]
+    assert (
+        check_job_spec(dataset_spec(str(tmp / "data" / "team-a")), settings, mine).data.allowed_root
+        == mine[0]
+    )
+    with pytest.raises(ValueError, match="outside the allowed dataset folders"):
+        check_job_spec(dataset_spec(str(tmp / "data" / "voc")), settings, mine)
+    with pytest.raises(ValueError, match="admits only 'synthetic'"):
+        check_job_spec(dataset_spec(str(tmp / "data" / "voc")), settings, [])
+
+
+def test_the_s3_mirror_cache_is_never_a_dataset(tmp_path):
+    from trainer.storage import StorageSettings
+
+    cache = tmp_path / "cache"
+    (cache / "s3" / "bucket" / "theirs").mkdir(parents=True)
+    settings = ServiceSettings(allowed_dataset_roots=[str(tmp_path)], s3=StorageSettings(cache_dir=cache))
+    with pytest.raises(ValueError, match="^data.source: .*inside the S3 mirror cache"):
+        check_dataset_source(str(cache / "s3" / "bucket" / "theirs"), settings)
+
+
+@pytest.mark.parametrize(
+    ("uri", "opened"),
+    [
+        ("{data}/voc", "{data}/voc"),
+        ("file://{data}/voc", "{data}/voc"),
+        ("FILE://{data}/voc", "{data}/voc"),  # an upper-case scheme
+        ("file://localhost{data}/voc", "{data}/voc"),  # was opened as the relative path localhost/...
+        ("file://{data}/a%20b", "{data}/a b"),  # was checked as 'a b' and opened as 'a%20b'
+        ("{data}/voc/", "{data}/voc"),  # a trailing slash
+        ("S3://datasets/public/voc", "s3://datasets/public/voc"),  # was admitted, then refused by the reader
+        ("s3://datasets/public/voc/", "s3://datasets/public/voc"),
+    ],
+)
+def test_what_the_policy_admits_is_what_the_reader_opens(roots, tmp_path, uri, opened):
+    """One parser (trainer.storage.parse_uri) for the admission check and the reader."""
+    from trainer.data.sources import local_root
+    from trainer.storage import StorageSettings, mirror_path
+
+    tmp, settings = roots
+    (tmp / "data" / "a b").mkdir()
+    uri, opened = uri.format(data=tmp / "data"), opened.format(data=tmp / "data")
+    assert check_dataset_source(uri, settings) is not None
+    if opened.startswith("s3://"):
+        storage = StorageSettings(cache_dir=tmp_path / "cache")
+        assert (
+            mirror_path(uri, storage)
+            == mirror_path(opened, storage)
+            == tmp_path / "cache/s3/datasets/public/voc"
+        )
+    else:
+        assert local_root(uri) == Path(opened)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["file:relative/voc", "file://otherhost{data}/voc", "s3://datasets/public//voc", "s3:///voc",
+     "s3://datasets/public/./voc", "{data}/voc/../../private", "s3://datasets/public/%2e%2e/x", ""],
+)  # fmt: skip
+def test_uris_the_reader_would_open_differently_are_refused(roots, uri):
+    tmp, settings = roots
+    with pytest.raises(ValueError, match="^data.source: "):
+        check_dataset_source(uri.format(data=tmp / "data"), settings)

@@ -19,7 +19,9 @@ Rules:
   a missing or unreadable image is a bad image.
 
 `root` is a .idl file (the split is ignored) or a folder holding `brainwash_<split>.idl` or
-`<split>.idl`, or `split` is a path to a .idl relative to that folder.
+`<split>.idl`, or `split` is a path to a .idl relative to that folder. Every file is read through the
+dataset's DataRoot (trainer.data.root): an image path that resolves outside the dataset folder
+(absolute, `..`, a symlink out) is a bad image.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from trainer.data.records import BadDataPolicy, DataError, DetectionSet, ImageRecord, read_image_size
+from trainer.data.records import BadDataPolicy, DataError, DetectionSet, ImageRecord
+from trainer.data.root import DataRoot
 
 CLASS_NAMES = ["head"]
 
@@ -40,21 +43,22 @@ LINE_RE = re.compile(
 )
 
 
-def looks_like(root: Path) -> bool:
+def looks_like(root: Path, files: DataRoot | None = None) -> bool:
     """A .idl file, or a folder with .idl files in it."""
+    files = files or DataRoot.of_source(root)
     if root.is_file():
         return root.suffix == ".idl"
-    return root.is_dir() and any(p.is_file() for p in root.glob("*.idl"))
+    return root.is_dir() and any(p.is_file() for p in files.glob(root, "*.idl"))
 
 
-def resolve_split(root: Path, split: str) -> Path:
+def resolve_split(root: Path, split: str, files: DataRoot) -> Path:
     """The .idl file for `split` under `root` (or `root` itself); an error listing the .idl files."""
     if root.is_file():
         return root
     for candidate in (root / f"brainwash_{split}.idl", root / f"{split}.idl", root / split):
-        if candidate.is_file() and candidate.suffix == ".idl":
+        if files.is_file(candidate) and candidate.suffix == ".idl":
             return candidate
-    listed = ", ".join(sorted(p.name for p in root.glob("*.idl"))) or "none"
+    listed = ", ".join(p.name for p in files.glob(root, "*.idl")) or "none"
     raise DataError(
         f"{root}: Brainwash split {split!r} not found (looked for brainwash_{split}.idl, {split}.idl); "
         f".idl files here: {listed}"
@@ -81,11 +85,15 @@ def diagnose(line: str) -> str:
     return "expected boxes as (x1, y1, x2, y2) separated by commas"
 
 
-def read(root: Path, split: str, policy: BadDataPolicy, check_images: bool) -> DetectionSet:
-    """Every image line of the split's .idl, in file order, as records (class 0 = head)."""
-    idl = resolve_split(Path(root), split)
+def read(
+    root: Path, split: str, policy: BadDataPolicy, check_images: bool, files: DataRoot | None = None
+) -> DetectionSet:
+    """Every image line of the split's .idl, in file order, as records (class 0 = head), every file
+    read through `files` (default: the DataRoot of `root`)."""
+    files = files or DataRoot.of_source(root)
+    idl = resolve_split(Path(root), split, files)
     records = []
-    for lineno, line in enumerate(idl.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for lineno, line in enumerate(files.read_text(idl, "utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         where = f"{idl}:{lineno}"
@@ -95,17 +103,18 @@ def read(root: Path, split: str, policy: BadDataPolicy, check_images: bool) -> D
             continue
         image = idl.parent / match["path"]
         try:
-            width, height = read_image_size(image)
+            width, height = files.image_size(image)
         except FileNotFoundError:
             policy.bad_image(where, f"image {image} not found")
             continue
         except ValueError as exc:
-            policy.bad_image(where, f"image {image}: {exc}")
+            policy.bad_image(where, f"image {image}: {getattr(exc, 'reason', exc)}")
             continue
         boxes = [[float(v) for v in box] for box in BOX_RE.findall(match["boxes"] or "")]
         kept, _ = policy.clean_boxes(boxes, width, height)
         records.append(ImageRecord.build(image, width, height, kept, [0] * len(kept)))
-    return DetectionSet(f"{idl.stem} (brainwash)", "brainwash", records, list(CLASS_NAMES), policy.report)
+    name = f"{idl.stem} (brainwash)"
+    return DetectionSet(name, "brainwash", records, list(CLASS_NAMES), policy.report, files)
 
 
 def shorten(line: str, limit: int = 120) -> str:

@@ -28,6 +28,8 @@ Rules:
   image entry without a positive width/height is one too, and its image is skipped.
 - width/height come from the JSON; with check_images every image header is read, and a missing or
   unreadable image, or one whose size differs from the JSON's, is a bad image.
+- every file is read through the dataset's DataRoot (trainer.data.root): a `file_name` or split that
+  resolves outside the dataset folder (absolute, `..`, a symlink out) is a bad image or an error.
 """
 
 from __future__ import annotations
@@ -38,16 +40,16 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.records import BadDataPolicy, DataError, DetectionSet, ImageRecord, read_image_size
+from trainer.data.records import BadDataPolicy, DataError, DetectionSet, ImageRecord
+from trainer.data.root import DataRoot
 
 SHORT_SPLITS = ("train", "val", "test")
 
 
-def load_json(path: Path) -> dict:
+def load_json(path: Path, files: DataRoot) -> dict:
     """The parsed instances JSON; an error naming the file when it is not one."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(files.read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -57,35 +59,38 @@ def load_json(path: Path) -> dict:
     return data
 
 
-def looks_like(root: Path) -> bool:
+def looks_like(root: Path, files: DataRoot | None = None) -> bool:
     """A .json file with top-level `images` and `annotations`, or a folder with annotations/*.json."""
+    files = files or DataRoot.of_source(root)
     if root.is_file():
         if root.suffix.lower() != ".json":
             return False
         try:
-            load_json(root)
+            load_json(root, files)
         except DataError:
             return False
         return True
-    return root.is_dir() and any((root / "annotations").glob("*.json"))
+    return root.is_dir() and bool(files.glob(root / "annotations", "*.json"))
 
 
-def resolve_json(root: Path, split: str) -> Path:
+def resolve_json(root: Path, split: str, files: DataRoot | None = None) -> Path:
     """The annotation file for `split` in the dataset folder `root` (rules in the module docstring)."""
+    files = files or DataRoot.of_source(root)
     ann = root / "annotations"
-    if (ann / f"instances_{split}.json").is_file():
+    if files.is_file(ann / f"instances_{split}.json"):
         return ann / f"instances_{split}.json"
-    prefixed = sorted(ann.glob(f"instances_{split}*.json"))
+    prefixed = files.glob(ann, f"instances_{split}*.json")
     if len(prefixed) == 1:
         return prefixed[0]
     for path in (ann / f"{split}.json", root / f"{split}.json", root / split):
-        if path.is_file() and path.suffix.lower() == ".json":
+        if files.is_file(path) and path.suffix.lower() == ".json":
             return path
     if split in SHORT_SPLITS:
-        matches = sorted(ann.glob(f"*{split}*.json"))
+        matches = files.glob(ann, f"*{split}*.json")
         if len(matches) == 1:
             return matches[0]
-    available = sorted(str(p.relative_to(root)) for p in [*ann.glob("*.json"), *root.glob("*.json")])
+    found = [*files.glob(ann, "*.json"), *files.glob(root, "*.json")]
+    available = sorted(str(p.relative_to(root)) for p in found)
     raise DataError(
         f"{root}: no COCO annotation file for split {split!r} (tried annotations/instances_{split}.json, "
         f"annotations/{split}.json, {split}.json); available: {', '.join(available) or 'none'}"
@@ -98,7 +103,9 @@ def image_names(stem: str) -> list[str]:
     return list(dict.fromkeys([name, name.split("_")[0]]))
 
 
-def images_dir(json_path: Path, base: Path, split: str | None, first_file: str | None) -> Path:
+def images_dir(
+    json_path: Path, base: Path, split: str | None, first_file: str | None, files: DataRoot
+) -> Path:
     """The folder `file_name` is relative to (rules in the module docstring)."""
     names = list(dict.fromkeys(([split] if split else []) + image_names(json_path.stem)))
     candidates = [base / "images" / n for n in names]
@@ -107,7 +114,7 @@ def images_dir(json_path: Path, base: Path, split: str | None, first_file: str |
     candidates += [json_path.parent.parent / "images" / n for n in names]
     if first_file is not None:
         for folder in candidates:
-            if folder.is_dir() and (folder / first_file).is_file():
+            if files.is_dir(folder) and files.is_file(folder / first_file):
                 return folder
     return json_path.parent
 
@@ -137,16 +144,20 @@ def category_map(path: Path, data: dict) -> tuple[dict[int, int], list[str]]:
     return {cid: k for k, cid in enumerate(ids)}, [by_id[cid] for cid in ids]
 
 
-def read(root: Path, split: str, policy: BadDataPolicy, check_images: bool) -> DetectionSet:
-    """Reads one COCO split (or the whole JSON file `root`) into records."""
+def read(
+    root: Path, split: str, policy: BadDataPolicy, check_images: bool, files: DataRoot | None = None
+) -> DetectionSet:
+    """Reads one COCO split (or the whole JSON file `root`) into records, every file through `files`
+    (default: the DataRoot of `root`)."""
+    files = files or DataRoot.of_source(root)
     if root.is_file():
         path, split_name = root, None
         base = root.parent.parent if root.parent.name == "annotations" else root.parent
         name = f"{root.stem} (coco)"
     else:
-        path, split_name, base = resolve_json(root, split), split, root
+        path, split_name, base = resolve_json(root, split, files), split, root
         name = f"{root.name}/{split} (coco)"
-    data = load_json(path)
+    data = load_json(path, files)
     cat_ids, class_names = category_map(path, data)
     images, annotations = data["images"], data["annotations"]
     if not isinstance(images, list) or not isinstance(annotations, list):
@@ -193,18 +204,18 @@ def read(root: Path, split: str, policy: BadDataPolicy, check_images: bool) -> D
         boxes[im_id].append(((x, y, x + w, y + h), cat_ids[cat], crowd, ignore))
 
     first = next(iter(entries.values()), None)
-    folder = images_dir(path, base, split_name, first[0] if first else None)
+    folder = images_dir(path, base, split_name, first[0] if first else None, files)
     records = []
     for im_id, (file_name, w, h) in entries.items():
         image = folder / file_name
         if check_images:
             try:
-                size = read_image_size(image)
+                size = files.image_size(image)
             except FileNotFoundError:
                 policy.bad_image(str(image), f"image file not found (listed in {path.name}, id {im_id})")
                 continue
             except ValueError as exc:
-                policy.bad_image(str(image), str(exc))
+                policy.bad_image(str(image), str(getattr(exc, "reason", exc)))  # OutsideRoot: no path twice
                 continue
             if size != (w, h):
                 policy.bad_image(
@@ -216,4 +227,4 @@ def read(root: Path, split: str, policy: BadDataPolicy, check_images: bool) -> D
         kept, keep = policy.clean_boxes(xyxy, w, h)
         classes, crowd, difficult = (np.array([r[k] for r in rows]).reshape(-1)[keep] for k in (1, 2, 3))
         records.append(ImageRecord.build(image, w, h, kept, classes, crowd, difficult))
-    return DetectionSet(name, "coco", records, class_names, policy.report)
+    return DetectionSet(name, "coco", records, class_names, policy.report, files)

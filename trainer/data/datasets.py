@@ -59,7 +59,12 @@ def build_datasets(cfg: TrainConfig, fetch_progress=None) -> Datasets:
     splits = {}
     for role, split in (("train", data.train_split), ("val", data.val_split)):
         splits[role] = open_dataset(
-            data.source, data.format, split, skip_bad=data.skip_bad, progress=fetch_progress
+            data.source,
+            data.format,
+            split,
+            skip_bad=data.skip_bad,
+            progress=fetch_progress,
+            allowed_root=data.allowed_root,
         )
         log.info("%s split %r: %d images", role, split, len(splits[role]))
     if splits["train"].name == splits["val"].name:  # a single annotation file: splits are ignored

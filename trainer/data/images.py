@@ -9,6 +9,8 @@ input). Crowd and difficult boxes are not training targets; evaluation reads the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -17,13 +19,22 @@ from torch.utils.data import Dataset
 from trainer.config import AugmentConfig
 from trainer.data.augment import Letterbox, apply, jitter_transform, letterbox_transform
 from trainer.data.records import DataError, DetectionSet, ImageRecord
+from trainer.data.root import DataRoot
 
 
-def decode_rgb(path) -> np.ndarray:
-    """The image as RGB uint8 [H, W, 3]. DataError naming the file when it cannot be decoded."""
+def decode_rgb(path, files: DataRoot | None = None) -> np.ndarray:
+    """The image as RGB uint8 [H, W, 3], read through `files` (the dataset's folder: an image that
+    resolves outside it is refused when it is opened, here, at training time). DataError naming the
+    file when it cannot be read or decoded."""
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        data = files.read_bytes(path) if files is not None else Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read this image ({exc.__class__.__name__})") from None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
         raise DataError(f"{path}: cannot decode this image (missing, truncated or not an image)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -60,7 +71,7 @@ class ImageDataset(Dataset):
         if self._cache is not None:
             return self._cache[index]
         record = self.data.records[index]
-        image = decode_rgb(record.image)
+        image = decode_rgb(record.image, self.data.files)
         if image.shape[:2] != (record.height, record.width):
             raise DataError(
                 f"{record.image}: image is {image.shape[1]}x{image.shape[0]} but its annotation says "

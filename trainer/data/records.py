@@ -20,8 +20,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from trainer.data.root import DataRoot
 
 # Problems kept verbatim in a report (the counts are always complete).
 MAX_LISTED_PROBLEMS = 20
@@ -158,15 +162,16 @@ class BadDataPolicy:
         return clipped[inside].astype(np.float32), inside
 
 
-def read_image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image file's header, without decoding the pixels.
+def read_image_size(image: Path | BinaryIO) -> tuple[int, int]:
+    """(width, height) from an image file's header (a path, or a file open for reading), without
+    decoding the pixels. Readers pass files opened through their DataRoot (trainer.data.root).
 
     Raises FileNotFoundError or ValueError with the reason when the file is missing or unreadable.
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(image) as im:
             return int(im.width), int(im.height)
     except FileNotFoundError:
         raise
@@ -194,6 +199,9 @@ class DetectionSet:
     records: list[ImageRecord]
     class_names: list[str]
     report: DataReport = field(default_factory=DataReport)
+    # The folder every image is opened through (trainer.data.root): set by the readers. None only
+    # for sets built in code, whose paths are opened as given.
+    files: DataRoot | None = None
 
     @property
     def num_classes(self) -> int:
@@ -254,4 +262,5 @@ def concat_sets(sets: list[DetectionSet]) -> DetectionSet:
         [r for s in sets for r in s.records],
         list(first.class_names),
         report,
+        first.files,
     )

@@ -7,8 +7,11 @@
 
 Each format lives in its own module (`trainer.data.<format>`) with the same two functions:
 
-    looks_like(root: Path) -> bool      does this folder or file have the format's layout?
-    read(root, split, policy, check_images) -> DetectionSet
+    looks_like(root: Path, files: DataRoot) -> bool      does this folder or file have the layout?
+    read(root, split, policy, check_images, files) -> DetectionSet
+
+`files` (trainer.data.root.DataRoot) is the only way a reader opens or probes a file: the dataset's
+folder, outside which nothing is read (the job's confinement, checked at open time).
 
 `split` names a part of the dataset the way its format does (COCO `train2017`, VOC `trainval`, a key
 of a YOLO yaml, a Brainwash `.idl`); `a+b` concatenates splits. A source that is a single annotation
@@ -27,6 +30,7 @@ from pathlib import Path
 from types import ModuleType
 
 from trainer.data.records import BadDataPolicy, DataError, DetectionSet, concat_sets
+from trainer.data.root import DataRoot
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +44,10 @@ def reader(fmt: str) -> ModuleType:
     return importlib.import_module(f"trainer.data.{fmt}")
 
 
-def detect_format(root: Path) -> str:
+def detect_format(root: Path, files: DataRoot | None = None) -> str:
     """The one format whose layout `root` has; an error naming the candidates when zero or several fit."""
-    matches = [fmt for fmt in FORMATS if reader(fmt).looks_like(root)]
+    files = files or DataRoot.of_source(root)
+    matches = [fmt for fmt in FORMATS if reader(fmt).looks_like(root, files)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -58,31 +63,53 @@ FetchProgress = Callable[[int, int], None]
 
 
 def local_root(source: str | Path, storage_settings=None, progress: FetchProgress | None = None) -> Path:
-    """The local folder or file for `source`: a path, `file://` URI, or `s3://` URI (mirrored)."""
-    text = str(source)
-    if text.startswith("s3://"):
-        from trainer.storage import StorageError, fetch_to_cache
+    """The local folder or file for `source`: a path, `file://` URI, or `s3://` URI (mirrored).
 
-        try:
-            fetched = fetch_to_cache(text, storage_settings, progress)
-        except StorageError as exc:  # a missing bucket or prefix is bad input like a missing folder
-            raise DataError(f"dataset source: {exc}") from None
-        log.info(
-            "%s: %d objects downloaded, %d already cached in %s",
-            text,
-            fetched.downloaded,
-            fetched.cached,
-            fetched.local_path,
-        )
-        return fetched.local_path
-    if text.startswith("file://"):
-        text = text[len("file://") :]
-    elif "://" in text:
-        raise DataError(f"dataset source {text!r}: only local paths, file:// and s3:// URIs are supported")
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise DataError(f"dataset source not found: {path}")
-    return path
+    The URI means what trainer.storage.parse_uri says, the same parser the service's admission
+    check uses, so what was checked is what is opened."""
+    from trainer.storage import StorageError, fetch_to_cache, parse_uri
+
+    try:
+        where = parse_uri(str(source))
+    except ValueError as exc:
+        raise DataError(f"{exc}: only local paths, file:// and s3:// URIs are supported") from None
+    if isinstance(where, Path):
+        if not where.exists():
+            raise DataError(f"dataset source not found: {where}")
+        return where
+    try:
+        fetched = fetch_to_cache(str(source), storage_settings, progress)
+    except StorageError as exc:  # a missing bucket or prefix is bad input like a missing folder
+        raise DataError(f"dataset source: {exc}") from None
+    log.info(
+        "%s: %d objects downloaded, %d already cached in %s",
+        source,
+        fetched.downloaded,
+        fetched.cached,
+        fetched.local_path,
+    )
+    return fetched.local_path
+
+
+def data_root(source: str | Path, root: Path, allowed_root: str | None, storage_settings=None) -> DataRoot:
+    """The DataRoot a dataset is read through (trainer.data.root): the folder of `root` (the local
+    source, or its S3 mirror), checked to lie inside `allowed_root` (a folder, or an s3:// prefix whose
+    mirror is the bound) when one is given. A local source is never read from the S3 mirror cache."""
+    from trainer.storage import StorageSettings, mirror_path, parse_uri
+
+    settings = storage_settings or StorageSettings()
+    is_s3 = not isinstance(parse_uri(str(source)), Path)
+    within = None
+    if allowed_root is not None:
+        bound = parse_uri(allowed_root)
+        if isinstance(bound, Path) == is_s3:
+            raise DataError(
+                f"data.source {source!r} and data.allowed_root {allowed_root!r}: one is an s3:// URI and "
+                "the other a local path"
+            )
+        within = mirror_path(allowed_root, settings) if is_s3 else bound
+    excluded = () if is_s3 else (settings.cache_dir,)
+    return DataRoot.of_source(root, within, excluded)
 
 
 def open_dataset(
@@ -94,15 +121,21 @@ def open_dataset(
     check_images: bool = True,
     storage_settings=None,
     progress: FetchProgress | None = None,
+    allowed_root: str | None = None,
 ) -> DetectionSet:
     """Reads one split (or `a+b` splits) of a dataset into records, applying the bad-data policy.
+
+    Every file is read through the dataset's DataRoot (`data_root`): the source, each split and every
+    path the annotations name must resolve inside the source's folder, and the source inside
+    `allowed_root` when given (`data.allowed_root`: the root the service admitted it under).
 
     `check_images` opens every image's header (missing or unreadable images are errors, or skipped
     with `skip_bad`); fitting anchors on annotation-only data (VOC/COCO JSON without images) turns
     it off. Formats that carry no image sizes (YOLO, Brainwash) always read the headers.
     """
     root = local_root(source, storage_settings, progress)
-    fmt = detect_format(root) if format == "auto" else format
+    files = data_root(source, root, allowed_root, storage_settings)
+    fmt = detect_format(root, files) if format == "auto" else format
     module = reader(fmt)
     parts = [split] if root.is_file() else [s.strip() for s in split.split("+") if s.strip()]
     if not parts:
@@ -110,7 +143,7 @@ def open_dataset(
     sets = []
     for part in parts:
         policy = BadDataPolicy(skip_bad)
-        sets.append(module.read(root, part, policy, check_images))
+        sets.append(module.read(root, part, policy, check_images, files))
     data = sets[0] if len(sets) == 1 else concat_sets(sets)
     if not data.records:
         raise DataError(f"{data.name}: no images")

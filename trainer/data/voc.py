@@ -19,6 +19,8 @@ Rules:
 - an id without its XML, unparsable XML, an object without a numeric <bndbox> or a non-0/1
   <difficult> are bad lines (the object, or the image for a missing/broken XML, is skipped); a
   missing or unreadable image, or one whose header size differs from the XML, is a bad image.
+- every file is read through the dataset's DataRoot (trainer.data.root): a split or image id that
+  resolves outside the dataset folder (absolute, `..`, a symlink out) is an error or a bad line.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.records import BadDataPolicy, DataError, DetectionSet, ImageRecord, read_image_size
+from trainer.data.records import BadDataPolicy, DataError, DetectionSet, ImageRecord
+from trainer.data.root import DataRoot
 
 CLASS_NAMES = [
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -40,40 +43,42 @@ CLASS_IDS = {name: i for i, name in enumerate(CLASS_NAMES)}
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
 
 
-def is_year_dir(path: Path) -> bool:
+def is_year_dir(path: Path, files: DataRoot) -> bool:
     """A folder with the VOC year layout (Annotations/ and ImageSets/Main/)."""
-    return (path / "Annotations").is_dir() and (path / "ImageSets" / "Main").is_dir()
+    return files.is_dir(path / "Annotations") and files.is_dir(path / "ImageSets" / "Main")
 
 
-def year_dirs(root: Path) -> list[Path]:
+def year_dirs(root: Path, files: DataRoot) -> list[Path]:
     """The VOC*/ year folders inside a VOCdevkit folder, sorted by name."""
-    return sorted(p for p in root.glob("VOC*") if is_year_dir(p))
+    return [p for p in files.glob(root, "VOC*") if is_year_dir(p, files)]
 
 
-def looks_like(root: Path) -> bool:
+def looks_like(root: Path, files: DataRoot | None = None) -> bool:
     """A VOC year folder, or a VOCdevkit folder holding VOC*/ year folders."""
-    return root.is_dir() and (is_year_dir(root) or bool(year_dirs(root)))
+    files = files or DataRoot.of_source(root)
+    return root.is_dir() and (is_year_dir(root, files) or bool(year_dirs(root, files)))
 
 
-def split_names(year_dir: Path) -> list[str]:
+def split_names(year_dir: Path, files: DataRoot) -> list[str]:
     """The split lists of a year folder (the per-class lists like `dog_train.txt` left out)."""
-    names = [p.stem for p in (year_dir / "ImageSets" / "Main").glob("*.txt")]
+    names = [p.stem for p in files.glob(year_dir / "ImageSets" / "Main", "*.txt")]
     return sorted(n for n in names if not any(n.startswith(c + "_") for c in CLASS_NAMES))
 
 
-def resolve_split(root: Path, split: str) -> tuple[Path, str]:
+def resolve_split(root: Path, split: str, files: DataRoot) -> tuple[Path, str]:
     """(year folder, split name) for `split` under `root`; an error listing the splits there is."""
-    if is_year_dir(root):
+    if is_year_dir(root, files):
         year, name = root, split
         head, _, tail = split.partition("/")  # "VOC2007/trainval" given for the year folder itself
         if tail and head in (root.name, root.name.removeprefix("VOC")):
             name = tail
-        available = split_names(root)
+        available = split_names(root, files)
     else:
         head, _, name = split.partition("/")
-        year = root / head if (root / head).is_dir() else root / f"VOC{head}"
-        available = [f"{y.name}/{s}" for y in year_dirs(root) for s in split_names(y)]
-    if name and is_year_dir(year) and (year / "ImageSets" / "Main" / f"{name}.txt").is_file():
+        year = root / head if files.is_dir(root / head) else root / f"VOC{head}"
+        available = [f"{y.name}/{s}" for y in year_dirs(root, files) for s in split_names(y, files)]
+    split_file = year / "ImageSets" / "Main" / f"{name}.txt"
+    if name and is_year_dir(year, files) and files.is_file(split_file):
         return year, name
     listed = ", ".join(available) or "none"
     raise DataError(
@@ -81,13 +86,17 @@ def resolve_split(root: Path, split: str) -> tuple[Path, str]:
     )
 
 
-def read(root: Path, split: str, policy: BadDataPolicy, check_images: bool) -> DetectionSet:
-    """The images listed in `<year>/ImageSets/Main/<split>.txt`, in that order, as records."""
-    year, name = resolve_split(Path(root), split)
+def read(
+    root: Path, split: str, policy: BadDataPolicy, check_images: bool, files: DataRoot | None = None
+) -> DetectionSet:
+    """The images listed in `<year>/ImageSets/Main/<split>.txt`, in that order, as records, every
+    file read through `files` (default: the DataRoot of `root`)."""
+    files = files or DataRoot.of_source(root)
+    year, name = resolve_split(Path(root), split, files)
     split_file = year / "ImageSets" / "Main" / f"{name}.txt"
     records = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(split_file.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for lineno, line in enumerate(files.read_text(split_file, "utf-8-sig").splitlines(), 1):
         where = f"{split_file}:{lineno}"
         fields = line.split()
         if not fields:
@@ -100,23 +109,29 @@ def read(root: Path, split: str, policy: BadDataPolicy, check_images: bool) -> D
             policy.bad_line(where, f"image id {image_id!r} listed twice (first at line {seen[image_id]})")
             continue
         seen[image_id] = lineno
-        record = read_image(year, image_id, where, policy, check_images)
+        record = read_image(year, image_id, where, policy, check_images, files)
         if record is not None:
             records.append(record)
-    return DetectionSet(f"{year.name}/{name} (voc)", "voc", records, list(CLASS_NAMES), policy.report)
+    name = f"{year.name}/{name} (voc)"
+    return DetectionSet(name, "voc", records, list(CLASS_NAMES), policy.report, files)
 
 
 def read_image(
-    year: Path, image_id: str, where: str, policy: BadDataPolicy, check_images: bool
+    year: Path, image_id: str, where: str, policy: BadDataPolicy, check_images: bool, files: DataRoot
 ) -> ImageRecord | None:
     """One image's record from its XML, or None when the XML or the image is bad (and skipped)."""
     xml_path = year / "Annotations" / f"{image_id}.xml"
     image = year / "JPEGImages" / f"{image_id}.jpg"
-    if not xml_path.is_file():
+    try:
+        xml = files.read_bytes(xml_path)
+    except FileNotFoundError:
         policy.bad_line(where, f"image id {image_id!r} has no annotation file {xml_path}")
         return None
+    except DataError as exc:  # outside the dataset folder, or not a file
+        policy.bad_line(where, f"image id {image_id!r}: {exc}")
+        return None
     try:
-        tree = ET.parse(xml_path).getroot()
+        tree = ET.fromstring(xml)
     except ET.ParseError as exc:
         line, _ = exc.position
         policy.bad_line(f"{xml_path}:{line}", f"not valid XML ({exc})")
@@ -125,12 +140,12 @@ def read_image(
     size = xml_size(tree, xml_path, policy)
     if size is None or check_images:
         try:
-            header = read_image_size(image)
+            header = files.image_size(image)
         except FileNotFoundError:
             policy.bad_image(str(image), f"image file not found (listed at {where})")
             return None
         except ValueError as exc:
-            policy.bad_image(str(image), str(exc))
+            policy.bad_image(str(image), str(getattr(exc, "reason", exc)))  # OutsideRoot: no path twice
             return None
         if size is not None and size != header:
             policy.bad_image(

@@ -23,6 +23,9 @@ Rules:
   `names` is a bad line `labels/a.txt:<line>`; odd coordinates (negative, NaN, outside the image)
   go through the bad-data policy (clipped or dropped, and counted).
 - there are no crowd or difficult flags.
+- every file is read through the dataset's DataRoot (trainer.data.root): a `path:`, split entry or
+  listed image that resolves outside the dataset folder (absolute, `..`, a symlink out) is an error,
+  or a bad image for a listed image.
 """
 
 from __future__ import annotations
@@ -32,29 +35,31 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from trainer.data.records import BadDataPolicy, DataError, DetectionSet, ImageRecord, read_image_size
+from trainer.data.records import BadDataPolicy, DataError, DetectionSet, ImageRecord
+from trainer.data.root import DataRoot, OutsideRoot
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 YAML_NAMES = ("config.yaml", "data.yaml", "dataset.yaml")
 NON_SPLIT_KEYS = {"names", "nc", "path", "download"}
 
 
-def load_yaml(path: Path) -> dict:
+def load_yaml(path: Path, files: DataRoot) -> dict:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(files.read_text(path))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DataError(f"{path}: cannot read the dataset yaml ({exc})") from None
     return data if isinstance(data, dict) else {}
 
 
-def find_yaml(root: Path) -> Path:
+def find_yaml(root: Path, files: DataRoot) -> Path:
     """The dataset yaml: `root` itself, a conventional name in it, or the one yaml with `names`."""
     if root.is_file():
         return root
     for name in YAML_NAMES:
-        if (root / name).is_file() and "names" in load_yaml(root / name):
+        if files.is_file(root / name) and "names" in load_yaml(root / name, files):
             return root / name
-    found = [p for p in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]) if "names" in load_yaml(p)]
+    candidates = sorted([*files.glob(root, "*.yaml"), *files.glob(root, "*.yml")])
+    found = [p for p in candidates if "names" in load_yaml(p, files)]
     if len(found) == 1:
         return found[0]
     what = "several (" + ", ".join(p.name for p in found) + ")" if found else "none"
@@ -78,30 +83,33 @@ def class_names(path: Path, data: dict) -> list[str]:
     raise DataError(f"{path}: 'names' must be a non-empty list or an {{id: name}} mapping, got {names!r}")
 
 
-def looks_like(root: Path) -> bool:
+def looks_like(root: Path, files: DataRoot | None = None) -> bool:
     """A yaml file with `names`, or a folder with images/, labels/ and a dataset yaml."""
+    files = files or DataRoot.of_source(root)
     if root.is_file():
-        return root.suffix.lower() in (".yaml", ".yml") and "names" in load_yaml(root)
-    if not (root.is_dir() and (root / "images").is_dir() and (root / "labels").is_dir()):
+        return root.suffix.lower() in (".yaml", ".yml") and "names" in load_yaml(root, files)
+    if not (root.is_dir() and files.is_dir(root / "images") and files.is_dir(root / "labels")):
         return False
     try:
-        find_yaml(root)
+        find_yaml(root, files)
     except DataError:
         return False
     return True
 
 
-def images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def images_in(folder: Path, files: DataRoot) -> list[Path]:
+    """The image files under `folder`, recursively, sorted (symlinked folders are not followed)."""
+    return [p for p in files.glob(folder, "**/*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
 
 
-def listed_images(txt: Path) -> list[Path]:
-    """Image paths listed in a .txt file, one a line; relative ones are relative to its folder."""
-    lines = [ln.strip() for ln in txt.read_text(encoding="utf-8").splitlines()]
+def listed_images(txt: Path, files: DataRoot) -> list[Path]:
+    """Image paths listed in a .txt file, one a line; relative ones are relative to its folder (each
+    is checked against the dataset folder when it is opened)."""
+    lines = [ln.strip() for ln in files.read_text(txt).splitlines()]
     return [txt.parent / ln if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln]
 
 
-def split_images(yaml_path: Path, data: dict, base: Path, split: str) -> list[Path]:
+def split_images(yaml_path: Path, data: dict, base: Path, split: str, files: DataRoot) -> list[Path]:
     """The image files of `split` (rules in the module docstring)."""
     if split in data and split not in NON_SPLIT_KEYS:
         value = data[split]
@@ -114,19 +122,20 @@ def split_images(yaml_path: Path, data: dict, base: Path, split: str) -> list[Pa
         out: list[Path] = []
         for entry in entries:
             p = Path(entry) if Path(entry).is_absolute() else base / entry
-            if p.is_dir():
-                out += images_in(p)
-            elif p.is_file() and p.suffix.lower() == ".txt":
-                out += listed_images(p)
+            files.check(p, where=f"{yaml_path}: split {split!r}")
+            if files.is_dir(p):
+                out += images_in(p, files)
+            elif files.is_file(p) and p.suffix.lower() == ".txt":
+                out += listed_images(p, files)
             else:
                 raise DataError(
                     f"{yaml_path}: split {split!r}: {p} is neither an images folder nor a .txt list"
                 )
         return out
-    if (base / "images" / split).is_dir():
-        return images_in(base / "images" / split)
+    if files.is_dir(base / "images" / split):
+        return images_in(base / "images" / split, files)
     keys = [k for k in data if k not in NON_SPLIT_KEYS]
-    folders = sorted(p.name for p in (base / "images").glob("*") if p.is_dir())
+    folders = sorted(p.name for p in files.glob(base / "images", "*") if p.is_dir())
     raise DataError(
         f"{yaml_path}: split {split!r} is neither a key of the yaml ({', '.join(map(str, keys)) or 'none'}) "
         f"nor a folder under {base / 'images'} ({', '.join(folders) or 'none'})"
@@ -157,11 +166,14 @@ def parse_class(text: str) -> int | None:
 
 
 def read_labels(
-    label: Path, names: list[str], yaml_name: str, policy: BadDataPolicy
+    label: Path, names: list[str], yaml_name: str, policy: BadDataPolicy, files: DataRoot
 ) -> tuple[list[list[float]], list[int]]:
     """(boxes [cx, cy, w, h] normalised, class ids) from one label file; bad lines go to the policy."""
     try:
-        text = label.read_text(encoding="utf-8")
+        text = files.read_text(label)
+    except OutsideRoot as exc:
+        policy.bad_line(f"{label}:1", str(exc))
+        return [], []
     except (OSError, UnicodeDecodeError) as exc:
         policy.bad_line(f"{label}:1", f"cannot read the label file as text ({exc.__class__.__name__})")
         return [], []
@@ -201,30 +213,38 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def read(root: Path, split: str, policy: BadDataPolicy, check_images: bool) -> DetectionSet:
-    """Reads one YOLO split into records. `check_images` is ignored: headers are always read."""
-    yaml_path = find_yaml(root)
-    data = load_yaml(yaml_path)
+def read(
+    root: Path, split: str, policy: BadDataPolicy, check_images: bool, files: DataRoot | None = None
+) -> DetectionSet:
+    """Reads one YOLO split into records, every file through `files` (default: the DataRoot of
+    `root`). `check_images` is ignored: headers are always read."""
+    files = files or DataRoot.of_source(root)
+    yaml_path = find_yaml(root, files)
+    data = load_yaml(yaml_path, files)
     names = class_names(yaml_path, data)
     base_value = str(data.get("path") or ".")
     base = Path(base_value) if Path(base_value).is_absolute() else yaml_path.parent / base_value
-    if not base.is_dir():
+    files.check(base, where=f"{yaml_path}: its 'path' {base_value!r}")
+    if not files.is_dir(base):
         raise DataError(f"{yaml_path}: its 'path' {base_value!r} is not a folder ({base})")
 
     records = []
-    for image in split_images(yaml_path, data, base, split):
+    for image in split_images(yaml_path, data, base, split, files):
         try:
-            w, h = read_image_size(image)
+            w, h = files.image_size(image)
         except FileNotFoundError:
             policy.bad_image(str(image), "image file not found")
             continue
         except ValueError as exc:
-            policy.bad_image(str(image), str(exc))
+            policy.bad_image(str(image), str(getattr(exc, "reason", exc)))  # OutsideRoot: no path twice
             continue
         label = label_path(image)
-        rows, classes = read_labels(label, names, yaml_path.name, policy) if label.is_file() else ([], [])
+        rows, classes = (
+            read_labels(label, names, yaml_path.name, policy, files) if label.is_file() else ([], [])
+        )
         cxcywh = np.array(rows, dtype=np.float64).reshape(-1, 4)
         xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1)
         kept, keep = policy.clean_boxes(xyxy * np.array([w, h, w, h], dtype=np.float64), w, h)
         records.append(ImageRecord.build(image, w, h, kept, np.array(classes, dtype=np.int64)[keep]))
-    return DetectionSet(f"{base.resolve().name}/{split} (yolo)", "yolo", records, names, policy.report)
+    name = f"{base.resolve().name}/{split} (yolo)"
+    return DetectionSet(name, "yolo", records, names, policy.report, files)

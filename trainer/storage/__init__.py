@@ -31,7 +31,7 @@ from trainer.storage.base import (
     check_key,
 )
 from trainer.storage.local import LocalStorage, write_atomically
-from trainer.storage.mirror import LOCK_NAME, MANIFEST_NAME, FetchResult, fetch_to_cache
+from trainer.storage.mirror import LOCK_NAME, MANIFEST_NAME, FetchResult, fetch_to_cache, mirror_path
 from trainer.storage.s3 import S3Storage, s3_client
 from trainer.storage.uri import open_storage, parse_uri
 
@@ -51,6 +51,7 @@ __all__ = [
     "StorageSettings",
     "check_key",
     "fetch_to_cache",
+    "mirror_path",
     "open_storage",
     "parse_uri",
     "s3_client",

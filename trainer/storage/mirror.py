@@ -70,6 +70,19 @@ def _load_manifest(path: Path) -> dict[str, str]:
     return safe
 
 
+def mirror_path(uri: str, settings: StorageSettings | None = None) -> Path:
+    """Where fetch_to_cache mirrors an s3:// URI: <cache_dir>/s3/<bucket>/<key>; InvalidKey for a key
+    that would leave the bucket's mirror ("a/../../x"), ValueError for a URI that is not s3://."""
+    where = parse_uri(uri)
+    if isinstance(where, Path):
+        raise ValueError(f"{uri!r}: not an s3:// URI")
+    _, bucket, key_path = where
+    settings = settings or StorageSettings()
+    folder = key_path.strip("/")
+    mirror = settings.cache_dir / "s3" / bucket
+    return mirror / check_key(folder, f"s3://{bucket}/{folder}") if folder else mirror
+
+
 def fetch_to_cache(
     uri: str,
     settings: StorageSettings | None = None,
@@ -90,6 +103,7 @@ def fetch_to_cache(
         return FetchResult(where, 0, 0, 0)
     settings = settings or StorageSettings()
     _, bucket, key_path = where
+    local = mirror_path(uri, settings)  # checks the key: nothing is listed for one that leaves the mirror
     store = S3Storage(bucket, "", settings)
     folder = key_path.strip("/")
     objects = store.list(folder + "/" if folder else "")
@@ -145,4 +159,4 @@ def fetch_to_cache(
             # Saved even after a failure, so the objects already downloaded stay cached.
             manifest = json.dumps({"etags": dict(sorted(etags.items()))}, indent=0).encode()
             write_atomically(mirror / MANIFEST_NAME, lambda f: f.write(manifest), str(mirror / MANIFEST_NAME))
-    return FetchResult(mirror / folder if folder else mirror, downloaded, cached, nbytes)
+    return FetchResult(local, downloaded, cached, nbytes)
