@@ -13,9 +13,9 @@ Ray's Jobs API runs any command for whoever it accepts, so the head is locked to
 - Its environment, which every job inherits, holds no secret: it is a scrubbed copy of the service's.
   Static S3 keys go to a private AWS shared-credentials file (`AWS_SHARED_CREDENTIALS_FILE`), which
   boto3 and pyarrow read through their default chains.
-- `ensure()` reuses only a head that this service started (recorded in the temp dir, its process
-  group alive, at the same URL) and that accepts the recorded token; anything else on the port is an
-  error, and gets no token.
+- `ensure()` reuses only a head that this service started (recorded in its private folder, its
+  process group alive, at the same URL) and that accepts the recorded token; anything else on the
+  port is an error, and gets no token.
 """
 
 from __future__ import annotations
@@ -127,6 +127,17 @@ def _group_gone(pgid: int, wait_s: float) -> bool:
             return False
         time.sleep(0.2)
     return True
+
+
+def _kill_group(pgid: int, grace_s: float) -> None:
+    """SIGTERM to the group, SIGKILL after `grace_s` (the GCS server can hang on SIGTERM)."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+        if not _group_gone(pgid, grace_s):
+            os.killpg(pgid, signal.SIGKILL)
+            _group_gone(pgid, 5.0)
+    except ProcessLookupError:
+        pass
 
 
 def _port_taken(port: int) -> bool:
@@ -253,10 +264,10 @@ class LocalRayHead:
         while (answer := probe(self.url, token)) is None and time.monotonic() < deadline:
             time.sleep(0.25)  # started a moment ago by another service process, or busy
         if answer != 200:
+            how = "does not answer" if answer is None else f"refuses its token (HTTP {answer})"
             raise RuntimeError(
-                f"the Ray head recorded in {self.temp} (process group {state['pgid']}) does not accept "
-                f"its token at {self.url} (answer: {answer}); stop it (kill -TERM -{state['pgid']}) and "
-                "start again"
+                f"the Ray head recorded in {self.temp} (process group {state['pgid']}) {how} at "
+                f"{self.url}; stop it (kill -TERM -{state['pgid']}) and start again"
             )
         self.token, self.pgid = token, state["pgid"]
         return self.url
@@ -328,6 +339,9 @@ class LocalRayHead:
                 self.started = True
                 return self.url
             time.sleep(0.25)
+        _kill_group(proc.pid, 5.0)  # what did start of it, so the next ensure() starts clean
+        self._forget(state)
+        self.pgid = self.token = None
         tail = log_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(
             f"no Ray job server answered at {self.url} (waited up to {self.timeout_s:.0f} s); ran "
@@ -341,8 +355,8 @@ class LocalRayHead:
     @staticmethod
     def stop(temp_dir: str | None = None, grace_s: float = 10.0) -> bool:
         """Stops the head recorded in `temp_dir` (not `ray stop`: that kills every Ray on the
-        machine). SIGTERM to its process group, SIGKILL after `grace_s` (the GCS server can hang on
-        SIGTERM). Job drivers die with their supervisor. False if no head of ours was recorded there."""
+        machine): SIGTERM to its process group, SIGKILL after `grace_s`. Job drivers die with their
+        supervisor. False if no head of ours was recorded there."""
         head = LocalRayHead(temp_dir)
         if not (head.private / _STATE_FILE).exists():
             return False
@@ -350,12 +364,6 @@ class LocalRayHead:
             state = head._state()
             if state is None:
                 return False
-            try:
-                os.killpg(state["pgid"], signal.SIGTERM)
-                if not _group_gone(state["pgid"], grace_s):
-                    os.killpg(state["pgid"], signal.SIGKILL)
-                    _group_gone(state["pgid"], 5.0)
-            except ProcessLookupError:
-                pass
+            _kill_group(state["pgid"], grace_s)
             head._forget(state)
         return True

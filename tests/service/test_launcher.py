@@ -365,6 +365,18 @@ def test_a_port_held_by_another_server_is_an_error_and_gets_no_token(monkeypatch
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def test_a_head_that_fails_to_start_leaves_nothing_behind():
+    temp = tempfile.mkdtemp(prefix="rlcf-", dir="/tmp")
+    try:
+        head = LocalRayHead(temp, num_cpus=-1, dashboard_port=free_port())  # `ray start` refuses it
+        with pytest.raises(RuntimeError, match="no Ray job server answered.*exit status [1-9]"):
+            head.ensure()
+        assert sorted(p.name for p in head.private.iterdir()) == ["head.lock", "ray-start.log"]
+        assert head.token is None and not head.alive() and not LocalRayHead.stop(temp)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 def test_a_private_folder_others_can_write_is_refused(tmp_path):
     """Ray makes its temp dir writable by everyone; our files live in a folder of ours inside it."""
     (tmp_path / "anchor-opt").mkdir(mode=0o777)
