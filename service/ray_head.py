@@ -355,8 +355,9 @@ class LocalRayHead:
     @staticmethod
     def stop(temp_dir: str | None = None, grace_s: float = 10.0) -> bool:
         """Stops the head recorded in `temp_dir` (not `ray stop`: that kills every Ray on the
-        machine): SIGTERM to its process group, SIGKILL after `grace_s`. Job drivers die with their
-        supervisor. False if no head of ours was recorded there."""
+        machine): SIGTERM to its process group, SIGKILL after `grace_s`. Workers and actors exit when
+        the raylet goes; job drivers run in sessions of their own and end when their calls to Ray
+        fail (a driver that never calls Ray again runs on). False if no head of ours was recorded."""
         head = LocalRayHead(temp_dir)
         if not (head.private / _STATE_FILE).exists():
             return False
