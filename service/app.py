@@ -53,17 +53,21 @@ def absolute_store_uri(uri: str) -> str:
 
 
 def default_launcher(settings: ServiceSettings):
-    """Ray's job server at `ray_address`, or a local Ray head started beside the service (which
-    gets the service's S3 settings, credentials included, in its environment)."""
-    from service.launcher import LocalRayHead, RayJobs
+    """Ray's job server at `ray_address`, or the embedded head: a local Ray head that only this
+    service can drive (token, loopback, no secrets in its environment: service.ray_head), started
+    again when it dies (service.launcher.EmbeddedRay)."""
+    from service.launcher import EmbeddedRay, LocalRayHead, RayJobs
 
-    address = settings.ray_address or LocalRayHead().ensure(
-        temp_dir=settings.ray_temp_dir,
+    if settings.ray_address:
+        return RayJobs(settings.ray_address)
+    head = LocalRayHead(
+        settings.ray_temp_dir,
         num_cpus=settings.ray_num_cpus,
         dashboard_port=settings.ray_dashboard_port,
-        env=storage_env(settings.s3, secrets=True),
+        env=storage_env(settings.s3, secrets=False),
+        s3=settings.s3,
     )
-    return RayJobs(address)
+    return EmbeddedRay(head)
 
 
 def create_app(settings: ServiceSettings | None = None, launcher=None, schedule: bool = True) -> FastAPI:

@@ -3,7 +3,8 @@
 It starts the service (the embedded default: a local folder as the job store, a local Ray head),
 submits the demo job (trainer/configs/demo.yaml: five identical anchors on the synthetic set) over
 HTTP, follows it with a live bar and anchors table, saves the anchors picture, and stops the
-service and the Ray head it started. Ctrl-C cancels the job first.
+service and the Ray head, if it started that head (a head another service process started in the
+same folder, a demo running beside this one, is left running). Ctrl-C cancels the job first.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ DEMO_SPEC = Path(__file__).resolve().parents[1] / "trainer" / "configs" / "demo.
 def run_demo(out: Path, spec_path: str | None = None) -> int:
     import uvicorn
 
-    from service.app import create_app
+    from service.app import create_app, default_launcher
     from service.client import ApiClient
-    from service.launcher import LocalRayHead
     from service.settings import load_settings
 
     spec = yaml.safe_load(Path(spec_path or DEMO_SPEC).read_text()) or {}
@@ -37,9 +37,9 @@ def run_demo(out: Path, spec_path: str | None = None) -> int:
         store_uri=str(out / "store"), host="127.0.0.1", port=_free_port(), ray_temp_dir=str(ray_temp)
     )
     console.print(f"starting the service (job store {settings.store_uri}, a local Ray head) ...")
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
-    )
+    launcher = default_launcher(settings)  # ours, so that we know whether we started its head
+    app = create_app(settings, launcher=launcher)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://{settings.host}:{settings.port}"
@@ -64,7 +64,7 @@ def run_demo(out: Path, spec_path: str | None = None) -> int:
         api.close()
         server.should_exit = True
         thread.join(timeout=30)
-        LocalRayHead.stop(str(ray_temp))
+        launcher.close()
 
 
 def _free_port() -> int:

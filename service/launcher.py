@@ -1,38 +1,34 @@
 """Runs training jobs on Ray through the Ray Jobs API (the job server of a Ray head's dashboard).
 
-`LocalRayHead` is the embedded default when no cluster address is configured: a Ray head started as a
-separate, detached process (its own session), so that restarting the service leaves running jobs
-alone. `RayJobs` submits, stops and inspects jobs on any job server, local or remote.
+`RayJobs` submits, stops and inspects jobs on any job server, local or remote. `EmbeddedRay` is the
+default when no cluster address is configured: RayJobs on a `LocalRayHead` (service.ray_head) that
+only this service can drive, started again when it dies.
 
 Ray is imported lazily: this module is imported when the service starts, and `import ray` costs ~0.7 s.
 Every call blocks (HTTP to the job server); the service runs them in a thread.
 
-Token authentication: a Ray 2.60 head enables it by itself when a token already exists (`RAY_AUTH_TOKEN`,
-the file at `RAY_AUTH_TOKEN_PATH`, or `~/.ray/auth_token`, written by the first local `ray.init`), and
-stays open otherwise. `RayJobs` sends that token whenever one exists, so it talks to either kind.
+Token authentication: the embedded head always wants the token it was started with, and EmbeddedRay
+sends it. For a remote cluster (`ray_address`) `RayJobs` sends the token Ray itself would use
+(`RAY_AUTH_TOKEN`, the file at `RAY_AUTH_TOKEN_PATH`, or `~/.ray/auth_token`) when one exists.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import shlex
-import signal
-import socket
-import subprocess
-import sys
+import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from service.ray_head import LocalRayHead, auth_headers, probe
+
 logger = logging.getLogger(__name__)
 
-_STATE_FILE = "anchor-opt-head.json"  # in the head's temp dir: the process group to stop it by
+__all__ = ["EmbeddedRay", "LocalRayHead", "RayJobState", "RayJobs", "RayUnavailable", "storage_env"]
 
 
 class RayUnavailable(Exception):
@@ -58,132 +54,12 @@ def auth_token() -> str | None:
         return None
 
 
-def _auth_headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def probe(address: str, token: str | None = None, timeout_s: float = 5.0) -> int | None:
-    """HTTP status of GET <address>/api/version (200: a Ray job server we may use), None if no answer."""
-    req = urllib.request.Request(address.rstrip("/") + "/api/version", headers=_auth_headers(token))
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return resp.status if "ray_version" in json.loads(resp.read() or b"{}") else None
-    except urllib.error.HTTPError as e:
-        return e.code
-    except (OSError, ValueError):  # refused, timed out, reset; or not JSON: not a Ray job server
-        return None
-
-
-def _free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
-
-
-def _temp_dir(temp_dir: str | None) -> Path:
-    return Path(temp_dir or os.path.join(os.environ.get("RAY_TMPDIR", "/tmp"), "ray"))  # Ray's default
-
-
-def _group_gone(pgid: int, wait_s: float) -> bool:
-    """Waits up to `wait_s` for process group `pgid` to be empty; whether it is."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-
-
-class LocalRayHead:
-    """A single-node Ray head with its dashboard on 127.0.0.1, started with `ray start --head`."""
-
-    def __init__(self) -> None:
-        self.started = False  # whether the last ensure() started a head (False: one already answered)
-
-    def ensure(
-        self,
-        temp_dir: str | None = None,
-        num_cpus: int | None = None,
-        dashboard_port: int = 8265,
-        timeout_s: float = 90.0,
-        env: dict[str, str] | None = None,
-    ) -> str:
-        """Job server URL of a head at `dashboard_port`, reusing one that answers, else starting one.
-
-        `temp_dir` must be short (Ray puts Unix sockets under it); default RAY_TMPDIR or /tmp, + /ray.
-        The head runs in its own session: it outlives this process and ignores its terminal's signals.
-        `env` is added to the head's environment, which every job it runs inherits.
-        """
-        url = f"http://127.0.0.1:{dashboard_port}"
-        self.started = False
-        if probe(url, auth_token()) is not None:
-            return url
-        temp = _temp_dir(temp_dir)
-        temp.mkdir(parents=True, exist_ok=True)
-        ray = Path(sys.executable).with_name("ray")
-        cmd = [str(ray), "start", "--head", "--include-dashboard=true", "--dashboard-host", "127.0.0.1"]
-        cmd += ["--dashboard-port", str(dashboard_port), "--temp-dir", str(temp), "--disable-usage-stats"]
-        # Free ports, not the fixed defaults (GCS 6379, agent 52365, Ray Client 10001): with those a
-        # second head on the machine (another checkout, a test run) fails to start.
-        cmd += ["--port", "0", "--dashboard-agent-listen-port", "0", "--ray-client-server-port", _free_port()]
-        if num_cpus is not None:
-            cmd += ["--num-cpus", str(num_cpus)]
-        env = {**os.environ, **(env or {}), "RAY_USAGE_STATS_ENABLED": "0"}
-        # Jobs run `anchor-opt ...`: put this environment's scripts first on their PATH.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        log_path = temp / "ray-start.log"
-        deadline = time.monotonic() + timeout_s
-        logger.info("starting a local Ray head: %s", shlex.join(cmd))
-        with open(log_path, "w") as log:  # a file, not a pipe: the daemons must not hold our pipe open
-            proc = subprocess.Popen(
-                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        (temp / _STATE_FILE).write_text(json.dumps({"pgid": proc.pid, "url": url}))
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            rc = None
-        while rc == 0 and time.monotonic() < deadline:
-            if probe(url, auth_token()) == 200:
-                self.started = True
-                return url
-            time.sleep(0.25)
-        tail = log_path.read_text(errors="replace")[-2000:]
-        raise RuntimeError(
-            f"no Ray job server answered at {url} (waited up to {timeout_s:.0f} s); ran `{shlex.join(cmd)}` "
-            f"(exit status {rc}), its output ends with:\n{tail}"
-        )
-
-    @staticmethod
-    def stop(temp_dir: str | None = None, grace_s: float = 10.0) -> bool:
-        """Stops the head that ensure() started in `temp_dir` (not `ray stop`: that kills every Ray on
-        the machine). SIGTERM to its process group, SIGKILL after `grace_s` (the GCS server can hang on
-        SIGTERM). Job drivers die with their supervisor. False if no head of ours was recorded there."""
-        state = _temp_dir(temp_dir) / _STATE_FILE
-        try:
-            pgid = int(json.loads(state.read_text())["pgid"])
-        except (OSError, ValueError, KeyError):
-            return False
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-            if not _group_gone(pgid, grace_s):
-                os.killpg(pgid, signal.SIGKILL)
-                _group_gone(pgid, 5.0)
-        except ProcessLookupError:
-            pass
-        state.unlink(missing_ok=True)
-        return True
-
-
 def storage_env(s3, secrets: bool) -> dict[str, str]:
     """`trainer.storage.StorageSettings` as the ANCHOR_OPT_S3_* variables a job's driver reads.
 
     Without `secrets` the keys are left out: a Ray job's env vars are shown by Ray's dashboard and job
     API, so on a cluster the workers get credentials from their own environment (a Kubernetes Secret,
-    an IAM role). The embedded head is started with them (`secrets=True`): its environment is private.
+    an IAM role), and the embedded head's processes from its private credentials file (service.ray_head).
     """
     env = {"ANCHOR_OPT_S3_REGION": s3.region, "ANCHOR_OPT_S3_PATH_STYLE": str(s3.path_style).lower()}
     env |= {"ANCHOR_OPT_S3_MAX_ATTEMPTS": str(s3.max_attempts)}
@@ -234,7 +110,7 @@ class RayJobs:
 
         try:
             if self._client_obj is None:
-                headers = _auth_headers(self._token or auth_token())
+                headers = auth_headers(self._token or auth_token())
                 self._client_obj = _client_class()(self.address, headers=headers)
             return getattr(self._client_obj, method)(*args, **kwargs)
         except OSError as e:  # ConnectionError from the constructor, requests' errors afterwards
@@ -305,3 +181,81 @@ class RayJobs:
     def ping(self, timeout_s: float = 5.0) -> bool:
         """Whether the job server answers (and accepts our token): for the readiness probe."""
         return probe(self.address, self._token or auth_token(), timeout_s) == 200
+
+
+class EmbeddedRay:
+    """RayJobs on the embedded LocalRayHead, which it keeps alive: a call that finds the job server
+    unreachable while the head's process group is gone (killed, the machine's OOM killer) starts the
+    head again, at most once per `restart_interval_s`, and then makes the call. The scheduler already
+    retries calls that fail, so it recovers without a service restart; jobs of the dead head end
+    FAILED through reconcile ("Ray no longer knows this job")."""
+
+    def __init__(self, head: LocalRayHead, restart_interval_s: float = 10.0) -> None:
+        self.head = head
+        self.restart_interval_s = restart_interval_s
+        self._lock = threading.Lock()
+        self._last_start = time.monotonic()
+        self._jobs = RayJobs(head.ensure(), token=head.token)
+
+    @property
+    def address(self) -> str:
+        return self._jobs.address
+
+    def _revive(self, failed: RayJobs) -> bool:
+        """Starts the head again if it is gone and the last start is old enough; whether a call may
+        be retried (on a new head, or one another thread has just started)."""
+        with self._lock:
+            if self._jobs is not failed:
+                return True
+            if self.head.alive() or time.monotonic() - self._last_start < self.restart_interval_s:
+                return False
+            self._last_start = time.monotonic()
+            logger.warning(
+                "the embedded Ray head (process group %s) is gone: starting a new one in %s",
+                self.head.pgid,
+                self.head.temp,
+            )
+            try:
+                self._jobs = RayJobs(self.head.ensure(), token=self.head.token)
+            except RuntimeError as e:
+                raise RayUnavailable(f"the embedded Ray head could not be started again: {e}") from e
+            return True
+
+    def _call(self, method: str, *args, **kwargs):
+        jobs = self._jobs
+        try:
+            return getattr(jobs, method)(*args, **kwargs)
+        except RayUnavailable:
+            if not self._revive(jobs):
+                raise
+        return getattr(self._jobs, method)(*args, **kwargs)
+
+    def submit(self, job_id: str, entrypoint: list[str], **kwargs) -> None:
+        """RayJobs.submit."""
+        self._call("submit", job_id, entrypoint, **kwargs)
+
+    def stop(self, job_id: str) -> bool:
+        """RayJobs.stop."""
+        return self._call("stop", job_id)
+
+    def state(self, job_id: str) -> RayJobState | None:
+        """RayJobs.state."""
+        return self._call("state", job_id)
+
+    def logs(self, job_id: str, tail: int = 200) -> str | None:
+        """RayJobs.logs."""
+        return self._call("logs", job_id, tail)
+
+    def ping(self, timeout_s: float = 5.0) -> bool:
+        """Whether the job server answers (starting a dead head again first, as any call does)."""
+        jobs = self._jobs
+        if jobs.ping(timeout_s):
+            return True
+        try:
+            return self._revive(jobs) and self._jobs.ping(timeout_s)
+        except RayUnavailable:
+            return False
+
+    def close(self) -> bool:
+        """Stops the head if this launcher started it (not one it reused); whether it did."""
+        return self.head.shutdown()

@@ -69,7 +69,8 @@ class ServiceSettings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     log_tail_lines: int = Field(200, ge=1, le=10_000)  # GET /jobs/{id}/logs without ?tail=
     scheduler_interval_s: float = Field(2.0, gt=0, le=300)  # how often Ray's view is reconciled
-    # The embedded Ray head: its temp folder (short: Ray puts sockets in it), CPUs and dashboard port.
+    # The embedded Ray head: its temp folder (short: Ray puts sockets in it; yours alone: its token is
+    # kept there), CPUs and dashboard port (any: its workers take ports the system picks).
     ray_temp_dir: str | None = None
     ray_num_cpus: int | None = Field(None, ge=1)
     ray_dashboard_port: int = Field(8265, ge=1, le=65535)

@@ -37,14 +37,22 @@ class Helm:
     def run(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([self.binary, *args], capture_output=True, text=True, env=self.env)
 
-    def template(self, *values: Path, sets: tuple[str, ...] = (), release: str = "demo") -> list[dict]:
-        """The manifests `helm template` renders for `values` files and `--set` items, parsed."""
+    def template(
+        self, *values: Path, sets: tuple[str, ...] = (), release: str = "demo", cluster: Path | None = None
+    ) -> list[dict]:
+        """The manifests `helm template` renders for `values` files and `--set` items, parsed. With
+        `cluster` (a kubeconfig: tests/deploy/kube_api.py), rendered as `helm upgrade` would, its
+        `lookup`s reading that API server."""
         args = ["template", release, str(CHART), "--namespace", "team"]
         for path in values:
             args += ["-f", str(path)]
         for item in sets:
             args += ["--set", item]
-        done = self.run(*args)
+        env = self.env
+        if cluster is not None:
+            args += ["--dry-run=server", "--disable-openapi-validation"]
+            env = {**env, "KUBECONFIG": str(cluster)}
+        done = subprocess.run([self.binary, *args], capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise HelmFailed(done.stderr)
         return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
@@ -105,10 +113,22 @@ def pod_specs(docs: list[dict]) -> dict[str, dict]:
     return specs
 
 
-def secret_data(docs: list[dict]) -> dict[str, str]:
-    """The chart's Secret, decoded."""
-    secret = only(docs, "Secret")
+def decoded(secret: dict) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()}
+
+
+def secret_data(docs: list[dict]) -> dict[str, str]:
+    """The chart's Secret of API token hashes and S3 keys, decoded."""
+    return decoded(only([d for d in docs if d["kind"] != "Secret" or _component(d) is None], "Secret"))
+
+
+def ray_token_secret(docs: list[dict]) -> dict:
+    """The chart's Secret of Ray's token (templates/ray-token-secret.yaml)."""
+    return only(docs, "Secret", "ray")
+
+
+def _component(doc: dict) -> str | None:
+    return doc["metadata"].get("labels", {}).get("app.kubernetes.io/component")
 
 
 def container_env(container: dict, docs: list[dict], secrets: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -133,12 +153,16 @@ def container_env(container: dict, docs: list[dict], secrets: dict[str, dict[str
     return env
 
 
+EXISTING_RAY_TOKEN = "ray-token-of-the-existing-secret"
+
+
 def secrets_for(docs: list[dict]) -> dict[str, dict[str, str]]:
-    """Secret name -> data: the chart's, or a stand-in for an existingSecret (tokens only: IAM role)."""
-    if any(d["kind"] == "Secret" for d in docs):
-        return {only(docs, "Secret")["metadata"]["name"]: secret_data(docs)}
+    """Secret name -> data: the chart's, and a stand-in for an existingSecret (tokens and Ray's token:
+    IAM role)."""
+    secrets = {d["metadata"]["name"]: decoded(d) for d in docs if d["kind"] == "Secret"}
     tokens = '[{"tenant": "vision", "sha256": "' + "ab" * 32 + '"}]'
-    return {"anchor-opt-secrets": {"ANCHOR_OPT_TOKENS": tokens}}
+    existing = {"ANCHOR_OPT_TOKENS": tokens, "auth_token": EXISTING_RAY_TOKEN}
+    return {"anchor-opt-secrets": existing} | secrets
 
 
 def set_env(mp: pytest.MonkeyPatch, env: dict[str, str]) -> None:

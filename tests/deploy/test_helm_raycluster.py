@@ -1,26 +1,34 @@
 """The RayCluster the chart renders, as KubeRay will read it: GPU limits and scheduling of the worker
-group, the head Service name the API is given, only fields of KubeRay's ray.io/v1 API, and the same
-S3 settings as the API's on every Ray pod."""
+group, the head Service name the API is given, only fields of KubeRay's ray.io/v1 API, the same
+S3 settings as the API's on every Ray pod, and Ray's token authentication with the API holding the
+token."""
 
 from __future__ import annotations
 
+import base64
 import re
 import tomllib
 
 import pytest
 
+from service.launcher import auth_token
 from tests.deploy.conftest import (
+    CHART,
+    EXISTING_RAY_TOKEN,
     GPU_EXAMPLE,
     MINIMAL,
     MINIO,
     REPO,
     S3_KEYS,
     container_env,
+    decoded,
     only,
     pod_specs,
+    ray_token_secret,
     secrets_for,
     set_env,
 )
+from tests.deploy.kube_api import kube_api
 from trainer.storage import StorageSettings
 
 
@@ -93,7 +101,10 @@ def test_raycluster_fields(helm):
     assert cluster["apiVersion"] == "ray.io/v1"
     spec = cluster["spec"]
     assert set(spec) <= {"headGroupSpec", "workerGroupSpecs", "rayVersion", "enableInTreeAutoscaling",
-                         "autoscalerOptions", "headServiceAnnotations", "suspend"}  # fmt: skip
+                         "autoscalerOptions", "headServiceAnnotations", "suspend", "authOptions"}  # fmt: skip
+    # authOptions: KubeRay 1.5.1 (mode), 1.6.0 (secretName), which Chart.yaml requires.
+    assert set(spec["authOptions"]) <= {"mode", "secretName"} and spec["authOptions"]["mode"] == "token"
+    assert "KubeRay operator >= 1.6" in (CHART / "Chart.yaml").read_text()
     train = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["train"]
     pinned = next(d.split("==")[1] for d in train if d.startswith("ray["))  # the trainer image's Ray
     assert spec["rayVersion"] == pinned and spec["enableInTreeAutoscaling"] is True
@@ -185,3 +196,82 @@ def _pod_labels(docs: list[dict]) -> dict[str, dict]:
     return {
         t["metadata"]["labels"]["app.kubernetes.io/component"]: t["metadata"]["labels"] for t in templates
     }
+
+
+# --- Ray's token authentication (issue 14, finding 2) ----------------------------------------------------
+
+
+def _ray_token_refs(docs: list[dict]) -> dict[str, dict]:
+    """Container -> the secretKeyRef its RAY_AUTH_TOKEN comes from, for the API and every Ray pod."""
+    refs = {}
+    for name, spec in pod_specs(docs).items():
+        for container in spec["containers"]:
+            for var in container.get("env", []):
+                if var["name"] == "RAY_AUTH_TOKEN":
+                    refs[f"{name}/{container['name']}"] = var["valueFrom"]["secretKeyRef"]
+    return refs
+
+
+@pytest.mark.parametrize(("values", "sets"), [([MINIMAL], ()), ([MINIMAL], MINIO), ([GPU_EXAMPLE], ())])
+def test_ray_wants_a_token_that_the_api_holds(helm, values, sets):
+    """Without the NetworkPolicy's help (some clusters ignore it), Ray refuses whoever lacks the token:
+    authOptions on the RayCluster (KubeRay gives its pods and the autoscaler the token), the same
+    token in the head's and workers' own environment, and in the API's, where service.launcher reads it."""
+    docs = helm.template(*values, sets=sets)
+    cluster = only(docs, "RayCluster")["spec"]
+    secret_name = cluster["authOptions"]["secretName"]
+    assert cluster["authOptions"]["mode"] == "token"
+    refs = _ray_token_refs(docs)
+    assert {k.split("/")[0] + "/" + k.split("/")[-1] for k in refs} >= {"Deployment/api"}
+    assert len([k for k in refs if k.startswith("RayCluster/")]) == 2  # head and worker group
+    assert all(ref == {"name": secret_name, "key": "auth_token"} for ref in refs.values()), refs
+    secrets = secrets_for(docs)
+    token = secrets[secret_name]["auth_token"]
+    assert len(token) >= 32
+    for name, spec in pod_specs(docs).items():
+        if name.startswith("RayCluster/"):
+            env = container_env(spec["containers"][0], docs, secrets)
+            assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"] == token, name
+    (api_container,) = only(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"]
+    api = container_env(api_container, docs, secrets)
+    with pytest.MonkeyPatch.context() as mp:
+        set_env(mp, api)
+        mp.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+        assert auth_token() == token  # what RayJobs sends to the head's job server
+
+
+def test_the_generated_token_is_in_its_secret_alone(helm):
+    docs = helm.template(MINIMAL, sets=S3_KEYS)
+    secret = ray_token_secret(docs)
+    assert secret["metadata"]["name"] == only(docs, "RayCluster")["spec"]["authOptions"]["secretName"]
+    token = decoded(secret)["auth_token"]
+    assert len(token) == 64 and token.isalnum()
+    for doc in docs:
+        if doc is not secret:
+            assert token not in str(doc), f"{doc['kind']}/{doc['metadata']['name']}"
+    assert decoded(ray_token_secret(helm.template(MINIMAL)))["auth_token"] != token  # random per install
+
+
+def test_an_upgrade_keeps_the_token_the_install_made(helm, tmp_path):
+    """`helm upgrade` reads the release's Secret back (lookup): the running Ray pods and the API keep
+    agreeing. A cluster without it (a first install) gets a fresh token."""
+    name = ray_token_secret(helm.template(MINIMAL))["metadata"]["name"]
+    kept = base64.b64encode(b"the-token-the-install-made").decode()
+    with kube_api(tmp_path, {("team", name): {"auth_token": kept}}) as cluster:
+        upgraded = helm.template(MINIMAL, cluster=cluster)
+    assert decoded(ray_token_secret(upgraded))["auth_token"] == "the-token-the-install-made"
+    with kube_api(tmp_path, {}) as cluster:
+        fresh = decoded(ray_token_secret(helm.template(MINIMAL, cluster=cluster)))["auth_token"]
+    assert len(fresh) == 64 and fresh != "the-token-the-install-made"
+
+
+def test_a_token_secret_of_your_own(helm):
+    docs = helm.template(MINIMAL, sets=("ray.auth.existingSecret=team-ray-token",))
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "team-ray-token"]
+    assert not [d for d in docs if d["kind"] == "Secret" and "auth_token" in d.get("data", {})]
+    assert only(docs, "RayCluster")["spec"]["authOptions"]["secretName"] == "team-ray-token"
+    refs = _ray_token_refs(docs)
+    assert refs and all(ref == {"name": "team-ray-token", "key": "auth_token"} for ref in refs.values())
+    secrets = {"team-ray-token": {"auth_token": EXISTING_RAY_TOKEN}} | secrets_for(docs)
+    api = only(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
+    assert container_env(api, docs, secrets)["RAY_AUTH_TOKEN"] == EXISTING_RAY_TOKEN

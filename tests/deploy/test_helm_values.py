@@ -37,6 +37,8 @@ MINIMAL_HASH = yaml.safe_load(MINIMAL.read_text())["tokens"][0]["sha256"]
         ("ray.head.rayStartParams.dashboard-host=127.0.0.1", "/ray/head/rayStartParams/dashboard-host"),
         ("ray.worker.rayStartParams.dashboard-agent-listen-port=1", "dashboard-agent-listen-port"),
         ("ray.probes.liveness.periodSeconds=0", "/ray/probes/liveness/periodSeconds"),
+        ("ray.auth.existingSecret=Ray_Token", "/ray/auth/existingSecret"),
+        ("ray.auth.mode=disabled", "'mode'"),  # Ray's token authentication cannot be turned off
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("port=70000", "/port"),
     ],
@@ -93,9 +95,10 @@ def test_existing_secret_mode_renders_no_secret_and_reads_the_named_one(helm):
         if "secretKeyRef" in var.get("valueFrom", {})
     ]
     assert refs and {r["name"] for r in refs} == {"anchor-opt-secrets"}
-    # Tokens are required (the API cannot start without them); S3 keys are optional (IAM role).
+    # Tokens and Ray's token are required (neither the API nor Ray starts without them); S3 keys are
+    # optional (IAM role).
     required = {r["key"] for r in refs if not r.get("optional")}
-    assert required == {"ANCHOR_OPT_TOKENS"}
+    assert required == {"ANCHOR_OPT_TOKENS", "auth_token"}
 
 
 def test_minio_option_adds_a_server_a_volume_and_a_bucket_job(helm):
@@ -140,6 +143,12 @@ def test_notes_give_the_first_curl_and_a_job_the_service_accepts(helm, gpus):
     body = json.loads(re.search(r"-d '(\{.*\})'", notes).group(1))
     spec = JobSpec.from_mapping(body, where="NOTES.txt")
     assert spec.resources.gpus_per_worker == gpus
+
+
+def test_notes_say_where_rays_token_is(helm):
+    notes = _notes(helm)
+    assert "kubectl -n team get secret demo-anchor-opt-ray -o jsonpath='{.data.auth_token}'" in notes
+    assert "port-forward svc/demo-anchor-opt-ray-head-svc 8265:8265" in notes
 
 
 def test_notes_point_at_the_ingress_when_there_is_one(helm):

@@ -16,7 +16,7 @@ import yaml
 
 from tests.conftest import REPO
 
-from .conftest import BASE, CPU, DOCKER, S3, STACKS, example_env, resolve, run_compose
+from .conftest import BASE, CPU, DOCKER, FILLED, S3, STACKS, example_env, resolve, run_compose
 
 RAY_NODES = {"gpu": ["ray-head", "ray-gpu-worker"], "cpu": ["ray-head", "ray-cpu-worker"]}
 RAY_NODES |= {"s3": RAY_NODES["gpu"], "s3-cpu": RAY_NODES["cpu"]}
@@ -318,6 +318,32 @@ def test_no_secret_is_written_in_a_compose_file(path):
                 assert value is None or reference, (key, value)
     assert checked or path != BASE
     assert "minioadmin" not in (REPO / path).read_text()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_secret_is_on_a_command_line(stacks, stack):
+    """`ps` in a container and `docker inspect` show commands, entrypoints and health checks."""
+    secrets = [v for k, v in FILLED.items() if SECRET_NAME.search(k)]
+    for name, service in stacks[stack]["services"].items():
+        argv = json.dumps([service.get(k) for k in ("command", "entrypoint", "healthcheck")])
+        assert [s for s in secrets if s in argv] == [], name
+
+
+def test_ray_jobs_are_given_no_secret(stacks, monkeypatch):
+    """What the API puts in each Ray job's runtime environment, which Ray's Jobs API and dashboard
+    show to whoever holds RAY_AUTH_TOKEN: the S3 endpoint and region, never the keys. (The Ray
+    nodes hold the keys in their own environment, which Ray shows nowhere: docs/security.md.)"""
+    from service.launcher import storage_env
+    from service.settings import load_settings
+
+    for name in [n for n in os.environ if n.startswith("ANCHOR_OPT_")]:
+        monkeypatch.delenv(name)
+    for key, value in env_of(stacks["gpu"]["services"]["api"]).items():
+        if value is not None:
+            monkeypatch.setenv(key, value)
+    job_env = storage_env(load_settings().s3, secrets=False)
+    assert job_env["ANCHOR_OPT_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert not [k for k in job_env if "KEY" in k] and FILLED["MINIO_ROOT_PASSWORD"] not in job_env.values()
 
 
 def test_the_example_env_holds_no_secret():

@@ -150,7 +150,7 @@ def test_cancelling_a_running_job_stops_its_ray_job(settings):
         cancelled = c.post(f"/jobs/{job_id}/cancel")
         assert cancelled.status_code == 200 and cancelled.json()["state"] == "CANCELLED"
         assert c.post(f"/jobs/{job_id}/cancel").json()["state"] == "CANCELLED"  # idempotent
-        ray = RayJobs(_ray_address(settings))
+        ray = _ray(settings)
         deadline = time.monotonic() + HANG_S
         while ray.state(job_id).status not in ("STOPPED", "FAILED", "SUCCEEDED"):
             assert time.monotonic() < deadline, "the Ray job was never stopped"
@@ -182,7 +182,7 @@ def test_a_ray_job_stopped_behind_the_services_back_ends_failed_with_rays_messag
         c = client(base, TOKEN)
         job_id = c.post("/jobs", json=spec("killed", epochs=40)).json()["id"]
         wait_for(c, job_id, training, "training")
-        assert RayJobs(_ray_address(settings)).stop(job_id)  # someone else, straight to Ray
+        assert _ray(settings).stop(job_id)  # someone else, straight to Ray
         job = wait_for(c, job_id, ended, "ended")
         assert job["state"] == "FAILED"
         assert job["error"].startswith("Ray job STOPPED:"), job["error"]
@@ -203,5 +203,7 @@ def test_a_running_job_ray_no_longer_knows_is_marked_failed(settings, store):
     assert job["state"] == "FAILED" and "Ray no longer knows this job" in job["error"]
 
 
-def _ray_address(settings: ServiceSettings) -> str:
-    return f"http://127.0.0.1:{settings.ray_dashboard_port}"
+def _ray(settings: ServiceSettings) -> RayJobs:
+    """The service's Ray head, straight: it wants the token the service started it with."""
+    head = LocalRayHead(settings.ray_temp_dir, dashboard_port=settings.ray_dashboard_port)
+    return RayJobs(head.ensure(), token=head.token)

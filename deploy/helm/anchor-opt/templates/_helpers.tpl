@@ -72,6 +72,20 @@ Service name the API is given (anchor-opt.rayAddress) exactly the one KubeRay cr
 {{- printf "http://%s:8265" (include "anchor-opt.rayHeadService" .) }}
 {{- end }}
 
+{{/* The Secret holding Ray's token (key auth_token): the user's, or the chart's (ray-token-secret.yaml). */}}
+{{- define "anchor-opt.rayTokenSecretName" -}}
+{{- default (include "anchor-opt.rayClusterName" .) .Values.ray.auth.existingSecret }}
+{{- end }}
+
+{{/* Ray's token, from its Secret: Ray's own processes read RAY_AUTH_TOKEN, and so does the API. */}}
+{{- define "anchor-opt.rayTokenEnv" -}}
+- name: RAY_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "anchor-opt.rayTokenSecretName" . }}
+      key: auth_token
+{{- end }}
+
 {{/* The Secret holding ANCHOR_OPT_TOKENS and the S3 keys: the user's, or the chart's. */}}
 {{- define "anchor-opt.secretName" -}}
 {{- default (include "anchor-opt.fullname" .) .Values.existingSecret }}
@@ -151,8 +165,16 @@ ConfigMap, which every install renders, so `helm install` stops before anything 
 {{- $_ := include "anchor-opt.rayClusterName" . }}
 {{- end }}
 
-{{/* Environment of every Ray container: how to reach S3 (the same settings as the API). */}}
+{{/*
+Environment of every Ray container: Ray's token authentication, and how to reach S3 (the same settings
+as the API). KubeRay >= 1.6 sets RAY_AUTH_MODE and RAY_AUTH_TOKEN from authOptions too, leaving
+variables that are already there alone; set here as well, an operator too old for authOptions still
+starts Ray with the token required (its autoscaler then cannot connect: install KubeRay >= 1.6).
+*/}}
 {{- define "anchor-opt.rayEnv" -}}
+- name: RAY_AUTH_MODE
+  value: token
+{{ include "anchor-opt.rayTokenEnv" . }}
 - name: ANCHOR_OPT_S3_ENDPOINT_URL
   valueFrom:
     configMapKeyRef:
