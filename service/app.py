@@ -3,24 +3,30 @@ errors and metrics around the job routes (service.routes).
 
     uvicorn --factory service.app:create_app        # or: anchor-opt serve
 
-Unauthenticated: /healthz (the process is up), /readyz (storage and Ray answer), /metrics
-(Prometheus), /docs and /openapi.json. Everything under /jobs needs a bearer token unless no tokens
-are configured (open mode, loopback only). Every error body is a `Problem` (status, detail, errors).
+Unauthenticated: /healthz (the process is up), /readyz (storage and Ray answer: ok or unavailable
+each, the reasons only in the log), /docs and /openapi.json, and /metrics (Prometheus) only with
+`metrics_public`. Everything else needs a bearer token, checked before the body is read
+(service.auth.AuthenticateFirst), unless no tokens are configured: open mode, served only while the
+server listens on loopback alone (service.bind_guard). Every error body is a `Problem` (status,
+detail, errors).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.auth import Authenticator, AuthError
+from service.auth import AuthenticateFirst, Authenticator, AuthError
+from service.bind_guard import LoopbackGuard
 from service.launcher import storage_env
 from service.limits import BodyLimit
 from service.plots import AnchorPlots
@@ -77,18 +83,23 @@ def create_app(settings: ServiceSettings | None = None, launcher=None, schedule:
     store_uri = absolute_store_uri(settings.store_uri)
     store = JobStore(open_storage(store_uri, settings.s3))
     records = Records(store)
-    telemetry = Telemetry(store, records)
+    telemetry = Telemetry(store, records, settings.metrics_cache_s)
+    guard = LoopbackGuard() if settings.open_mode else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         ctx = app.state.ctx
         if ctx.launcher is None and schedule:
             ctx.launcher = ctx.scheduler.launcher = default_launcher(settings)
-        if settings.open_mode:
-            log.warning("no API tokens configured: serving without authentication, on %s only", settings.host)
         if schedule:
             ctx.scheduler.start()
+        # Open mode: the sockets the server is about to listen on decide whether it may serve at all.
+        watch = asyncio.create_task(guard.watch()) if guard else None
         yield
+        if watch:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         ctx.scheduler.stop()
 
     app = FastAPI(
@@ -109,11 +120,12 @@ def create_app(settings: ServiceSettings | None = None, launcher=None, schedule:
     app.state.ctx = Context(settings, store, records, scheduler, AnchorPlots(store),
                             Authenticator(settings.tokens), launcher)  # fmt: skip
 
-    def authenticate(request: Request) -> None:
-        request.state.principal = app.state.ctx.auth.authenticate(request.headers.get("authorization"))
-
-    app.include_router(router, dependencies=[Depends(authenticate)])
+    app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outside the body limit: an anonymous request is a 401 before anything reads its body.
+    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
+    public = {"/healthz", "/readyz", *filter(None, docs), *(["/metrics"] if settings.metrics_public else [])}
+    app.add_middleware(AuthenticateFirst, auth=app.state.ctx.auth, public=public, guard=guard)
     telemetry.install(app)
 
     @app.get("/healthz", tags=["health"])
@@ -123,15 +135,22 @@ def create_app(settings: ServiceSettings | None = None, launcher=None, schedule:
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "storage or Ray unreachable"}})
     def readyz() -> JSONResponse:
-        """Storage and Ray both answer."""
+        """Storage and Ray both answer: each check is ok or unavailable. Why not is in the log only:
+        an anonymous probe must not read storage error text (endpoints, bucket names, keys)."""
         checks = {}
         try:
             store.storage.exists("jobs/.readyz")
             checks["storage"] = "ok"
         except Exception as exc:
-            checks["storage"] = f"unreachable: {exc}"
+            log.warning("readiness: storage unavailable: %s: %s", type(exc).__name__, exc)
+            checks["storage"] = "unavailable"
         ray = app.state.ctx.launcher
-        checks["ray"] = "ok" if ray is not None and ray.ping() else "unreachable"
+        try:
+            ray_ok = ray is not None and ray.ping()
+        except Exception as exc:
+            log.warning("readiness: Ray unavailable: %s: %s", type(exc).__name__, exc)
+            ray_ok = False
+        checks["ray"] = "ok" if ray_ok else "unavailable"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503
@@ -139,7 +158,8 @@ def create_app(settings: ServiceSettings | None = None, launcher=None, schedule:
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:
-        """Prometheus: requests by route and status, latencies, jobs by state."""
+        """Prometheus: requests by route and status, latencies, jobs by state (counted at most every
+        `metrics_cache_s`). Needs a token unless `metrics_public`: the counts span every tenant."""
         body, media = telemetry.render()
         return Response(body, media_type=media)
 

@@ -60,13 +60,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from trainer.config import apply_overrides, load_config
+    from trainer.config import read_config, validate_config
     from trainer.jobs.spec import JobSpec
 
-    load_config(args.spec, args.set, model=JobSpec)  # errors here name the file and the field
-    import yaml
-
-    data = apply_overrides(yaml.safe_load(Path(args.spec).read_text()) or {}, args.set)
+    data = read_config(args.spec, args.set)  # read once, through the safe loader (trainer.safe_yaml)
+    validate_config(data, JobSpec, args.spec)  # before sending: errors here name the file and the field
     with _client(args) as api:
         job = api.submit(data, idempotency_key=args.idempotency_key)
         console.print(f"job [bold]{job['id']}[/bold] {job['state']}  ({api.url}{job['links']['self']})")

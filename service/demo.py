@@ -15,9 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-import yaml
-
 from service.cli import console, follow
+from trainer.safe_yaml import read_yaml_mapping
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "trainer" / "configs" / "demo.yaml"
 
@@ -29,7 +28,7 @@ def run_demo(out: Path, spec_path: str | None = None) -> int:
     from service.client import ApiClient
     from service.settings import load_settings
 
-    spec = yaml.safe_load(Path(spec_path or DEMO_SPEC).read_text()) or {}
+    spec = read_yaml_mapping(spec_path or DEMO_SPEC)
     spec.setdefault("name", "demo")
     spec.setdefault("resources", {"workers": 1, "cpus_per_worker": min(2, os.cpu_count() or 1)})
     ray_temp = Path(tempfile.gettempdir()) / "anchor-opt-demo-ray"  # short: Ray's sockets live in it

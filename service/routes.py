@@ -32,7 +32,7 @@ CONTENT_TYPES = {
 
 
 def principal(request: Request) -> Principal:
-    return request.state.principal  # set by the auth dependency of the whole router (service.app)
+    return request.state.principal  # set by service.auth.AuthenticateFirst before the body is read
 
 
 Caller = Annotated[Principal, Depends(principal)]

@@ -76,6 +76,11 @@ class ServiceSettings(BaseSettings):
     ray_dashboard_port: int = Field(8265, ge=1, le=65535)
     # S3 endpoint, region, credentials, retries (ANCHOR_OPT_S3_* variables, or `s3:` in the file).
     s3: StorageSettings = Field(default_factory=StorageSettings)
+    # GET /metrics without a token. Off by default: its job counts span every tenant (with tokens
+    # configured, any tenant's token reads it; give Prometheus one, as `authorization` of its scrape).
+    metrics_public: bool = False
+    # How long /metrics reuses its job counts (each count reads every job's status); 0: every scrape.
+    metrics_cache_s: float = Field(5.0, ge=0, le=3600)
 
     @field_validator("allowed_schemes")
     @classmethod

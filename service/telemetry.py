@@ -1,8 +1,10 @@
 """Prometheus metrics of the service: requests by route and status, request latencies, and jobs by
-state (read from the store at scrape time, so they are right after a restart)."""
+state (read from the store, so they are right after a restart; counted at most every `max_age_s`,
+as counting reads every job's status, and shared by the scrapes in between)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from fastapi import FastAPI
@@ -15,7 +17,7 @@ from trainer.jobs.store import JobStore
 
 
 class Telemetry:
-    def __init__(self, store: JobStore, records: Records):
+    def __init__(self, store: JobStore, records: Records, max_age_s: float = 5.0):
         self.registry = CollectorRegistry()
         labels = ["method", "route"]
         self.requests = Counter(
@@ -24,7 +26,8 @@ class Telemetry:
         self.latency = Histogram(
             "anchor_opt_http_request_seconds", "HTTP request latency", labels, registry=self.registry
         )
-        self.registry.register(_JobsByState(store, records))
+        self.jobs = _JobsByState(store, records, max_age_s)
+        self.registry.register(self.jobs)
 
     def install(self, app: FastAPI) -> None:
         """Counts and times every HTTP request (outermost of the app's middleware but Starlette's own
@@ -40,16 +43,29 @@ class Telemetry:
 
 
 class _JobsByState:
-    def __init__(self, store: JobStore, records: Records):
-        self.store, self.records = store, records
+    def __init__(self, store: JobStore, records: Records, max_age_s: float):
+        self.store, self.records, self.max_age_s = store, records, max_age_s
+        self._counts: dict[JobState, int] | None = None
+        self._counted_at = 0.0
+        self._lock = threading.Lock()  # scrapes at once: one counts, the others wait and reuse it
 
-    def collect(self):
+    def counts(self) -> dict[JobState, int]:
+        with self._lock:
+            if self._counts is None or time.monotonic() - self._counted_at >= self.max_age_s:
+                self._counts = self._count()
+                self._counted_at = time.monotonic()
+            return dict(self._counts)
+
+    def _count(self) -> dict[JobState, int]:
         counts = dict.fromkeys(JobState, 0)
         self.records.refresh()
         for record in self.records.newest_first():
             counts[self.store.status(record.id).state] += 1
+        return counts
+
+    def collect(self):
         family = GaugeMetricFamily("anchor_opt_jobs", "Jobs by state", labels=["state"])
-        for state, n in counts.items():
+        for state, n in self.counts().items():
             family.add_metric([state.value], n)
         yield family
 

@@ -16,6 +16,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from trainer.safe_yaml import parse_yaml, read_yaml_mapping
+
 # Input pixels per grid cell of each backbone (trainer.model builds them with these strides).
 BACKBONE_STRIDES = {"tiny": 16, "darknet19": 32}
 
@@ -238,7 +240,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ValueError(f"--set {item!r}: expected key=value, e.g. anchors.init=identical")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+    return key.strip().split("."), parse_yaml(raw, f"--set {item!r}") if raw.strip() else ""
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -259,6 +261,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 _M = TypeVar("_M", bound=BaseModel)
 
 
+def read_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The YAML mapping at `path` (or none) with `--set` overrides applied, not yet validated: what
+    `load_config` validates, and what `anchor-opt submit` sends. The file is read once, through the
+    safe loader (trainer.safe_yaml): duplicate keys, alias bombs, a folder or a missing file are a
+    ValueError naming the file."""
+    data = read_yaml_mapping(path) if path is not None else {}
+    return apply_overrides(data, overrides or [])
+
+
+def validate_config(data: dict[str, Any], model: type[_M] = TrainConfig, where: str = "config") -> _M:
+    """`data` as a `model`; ValueError naming `where` (the file) and every offending field."""
+    try:
+        return model.model_validate(data)
+    except Exception as exc:  # pydantic.ValidationError: names every bad field with its path
+        raise ValueError(f"{where}: invalid configuration:\n{exc}") from None
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None, model: type[_M] = TrainConfig
 ) -> _M:
@@ -267,21 +286,5 @@ def load_config(
 
     Raises ValueError naming the file and the offending field.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"config file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{path}: the top level must be a mapping of sections")
-        data = loaded or {}
-    data = apply_overrides(data, overrides or [])
-    try:
-        return model.model_validate(data)
-    except Exception as exc:  # pydantic.ValidationError: names every bad field with its path
-        where = f"{path}" if path is not None else "config"
-        raise ValueError(f"{where}: invalid configuration:\n{exc}") from None
+    data = read_config(path, overrides)
+    return validate_config(data, model, str(path) if path is not None else "config")

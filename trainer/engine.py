@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ from trainer.evaluate import coco_eval
 from trainer.loss import yolo_loss
 from trainer.model import Detector
 
-CHECKPOINT_VERSION = 1
+# 2: RNG states as plain lists and numbers, loaded with weights_only=True (1 held numpy arrays).
+CHECKPOINT_VERSION = 2
 
 
 @dataclass
@@ -269,18 +271,35 @@ def evaluate_model(model: Detector, dataset, cfg: TrainConfig, batch_size: int =
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every global RNG's state as a tensor or plain lists and numbers, so that the checkpoint loads
+    with `torch.load(weights_only=True)` (numpy's state holds an ndarray, which would need pickle)."""
+    bit_generator, key, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "bit_generator": str(bit_generator),
+            "key": [int(k) for k in key],  # 624 uint32 words of MT19937
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
+    }
 
 
 def _set_rng_state(s: dict) -> None:
     torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
+    n, p = s["numpy"], s["python"]
+    key = np.asarray(n["key"], dtype=np.uint32)
+    np.random.set_state((n["bit_generator"], key, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
 
 
 def checkpoint_bytes(state: TrainState) -> bytes:
     """Everything that shapes the rest of the run: network, anchors, optimizer and scheduler state,
-    the step (so the warm-up position and data order), RNGs and the config, as one object to store."""
+    the step (so the warm-up position and data order), RNGs and the config, as one object to store.
+    Only tensors, containers and plain values: `restore_checkpoint` loads it with weights_only=True."""
     payload = {
         "version": CHECKPOINT_VERSION,
         "step": state.step,
@@ -302,9 +321,7 @@ def checkpoint_bytes(state: TrainState) -> bytes:
 def restore_checkpoint(state: TrainState, data: bytes, where: str = "checkpoint") -> TrainState:
     """Restores `state` (built from the same config) in place from `checkpoint_bytes` output.
     `where` names the checkpoint in errors (its path or URI)."""
-    payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{where}: checkpoint version {payload.get('version')} is not {CHECKPOINT_VERSION}")
+    payload = _load_payload(data, where)
     saved = TrainConfig.model_validate(payload["config"])
     if saved != state.cfg:
         diff = _config_diff(saved.model_dump(), state.cfg.model_dump())
@@ -322,6 +339,28 @@ def restore_checkpoint(state: TrainState, data: bytes, where: str = "checkpoint"
     state.step = payload["step"]
     _set_rng_state(payload["rng"])
     return state
+
+
+def _load_payload(data: bytes, where: str) -> dict:
+    """The checkpoint's contents, unpickled with `weights_only=True`: tensors, containers and plain
+    values only, so a checkpoint someone else wrote into the store cannot run code on a worker."""
+    again = "resuming is not possible: start the run again (anchor-opt train --fresh, or submit it again)"
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"{where}: refused: it holds objects other than tensors and plain values, and loading them could "
+            f"run code ({reason[:200]}). Checkpoints of version 1 (numpy RNG state) are refused so too; "
+            f"{again}"
+        ) from None
+    except Exception as exc:  # a truncated or foreign file: the zip reader's RuntimeError, EOFError, ...
+        reason = f"{type(exc).__name__}: {exc}"
+        raise ValueError(f"{where}: not a readable checkpoint ({reason[:200]}); {again}") from None
+    version = payload.get("version") if isinstance(payload, dict) else None
+    if version != CHECKPOINT_VERSION:
+        raise ValueError(f"{where}: checkpoint version {version} is not {CHECKPOINT_VERSION}; {again}")
+    return payload
 
 
 def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -65,6 +65,29 @@ def test_a_bad_spec_is_refused_before_it_is_sent(api, capsys, tmp_path):
     assert code == 2 and "bad.yaml" in err and "optim.epochs" in err
 
 
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (None, "is a folder, not a YAML file"),
+        ("name: a\noptim: {epochs: 1}\nname: b\n", "line 3: duplicate key 'name' (first given on line 1)"),
+        (
+            "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+            + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 7)),
+            "expands past",
+        ),  # 9**7 laughs: 100 MB in the client before
+    ],
+)
+def test_a_folder_duplicate_keys_or_an_alias_bomb_are_one_clear_error(api, capsys, tmp_path, text, needle):
+    """Finding 13 of issue 14: each was a traceback, a silent last-wins, or 100 MB of memory."""
+    spec = tmp_path / "job.yaml"
+    spec.mkdir() if text is None else spec.write_text(text)
+    before = run(capsys, api, "jobs")[1]
+    code, out, err = run(capsys, api, "submit", str(spec))
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert str(spec) in " ".join(err.split()) and needle in " ".join(err.split())
+    assert run(capsys, api, "jobs")[1] == before  # nothing was sent
+
+
 def test_status_and_anchors_of_a_finished_job(api, capsys, tmp_path):
     code, out, _ = run(capsys, api, "status", api[1])
     assert code == 0 and "SUCCEEDED" in out and "step 8/8" in out and "anchors_yaml" in out

@@ -269,9 +269,10 @@ def test_health_readiness_and_metrics(api, a):
     anon = client(base)
     assert anon.get("/healthz").json() == {"status": "ok"}
     ready = anon.get("/readyz")
-    assert ready.status_code == 503 and ready.json()["checks"] == {"storage": "ok", "ray": "unreachable"}
+    assert ready.status_code == 503 and ready.json()["checks"] == {"storage": "ok", "ray": "unavailable"}
     a.get("/jobs")
-    text = anon.get("/metrics").text
+    _problem(anon.get("/metrics"), 401, "missing bearer token")  # job counts span tenants: not public
+    text = a.get("/metrics").text
     assert 'anchor_opt_http_requests_total{method="GET",route="/jobs",status="200"}' in text
     assert 'anchor_opt_jobs{state="QUEUED"}' in text and "anchor_opt_http_request_seconds_bucket" in text
     assert anon.get("/openapi.json").json()["paths"]["/jobs/{job_id}/anchors"]

@@ -46,3 +46,17 @@ def test_errors_name_the_file_and_field(tmp_path):
 def test_infinite_and_nan_numbers_are_refused(override):
     with pytest.raises(ValueError, match=override.split("=")[0].split(".")[0]):
         load_config(None, ["anchors.init=list", "anchors.num=1", override])
+
+
+def test_the_file_goes_through_the_safe_loader(tmp_path):
+    """Finding 13 of issue 14: duplicate keys were last-wins, a folder a traceback (trainer.safe_yaml)."""
+    path = tmp_path / "job.yaml"
+    path.write_text("optim:\n  epochs: 1\nanchors:\n  num: 3\noptim:\n  epochs: 9\n")
+    with pytest.raises(ValueError, match=r"job.yaml, line 5: duplicate key 'optim' \(first given on line 1"):
+        load_config(path)
+    with pytest.raises(ValueError, match="is a folder, not a YAML file"):
+        load_config(tmp_path)
+    with pytest.raises(ValueError, match="nope.yaml: no such file"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ValueError, match="--set 'anchors.values=.*recursive alias"):
+        load_config(None, ["anchors.values=&a [*a]"])

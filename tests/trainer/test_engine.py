@@ -1,8 +1,13 @@
+import io
+import random
+
+import numpy as np
 import pytest
 import torch
 
 from trainer.data.datasets import build_datasets
 from trainer.engine import (
+    CHECKPOINT_VERSION,
     EpochSampler,
     build_state,
     checkpoint_bytes,
@@ -114,6 +119,73 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
     other, _ = fresh(small_config("anchors.lr=0.5"))
     with pytest.raises(ValueError, match="anchors.lr"):
         restore_checkpoint(other, (tmp_path / "ck.pt").read_bytes(), "ck.pt")
+
+
+class RunsCode:
+    """What someone able to write to the store could put in a checkpoint: unpickling it runs code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def _saved(payload: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def _contents(state) -> dict:
+    return torch.load(io.BytesIO(checkpoint_bytes(state)), weights_only=False)  # our own: trusted
+
+
+def test_checkpoints_hold_only_tensors_and_plain_values():
+    """Finding 14 of issue 14: the RNG states (numpy's ndarray) needed weights_only=False."""
+    state, _ = fresh(small_config())
+    payload = torch.load(io.BytesIO(checkpoint_bytes(state)), weights_only=True)
+    assert payload["version"] == CHECKPOINT_VERSION == 2 and len(payload["rng"]["numpy"]["key"]) == 624
+
+
+def test_every_global_rng_comes_back_exactly():
+    state, _ = fresh(small_config())
+    np.random.randn(), random.gauss(0, 1)  # each now holds a cached second gaussian: part of the state
+    data = checkpoint_bytes(state)
+
+    def draws():
+        numpy = [*np.random.rand(2), np.random.randn()]
+        return [*torch.rand(2).tolist(), *numpy, random.random(), random.gauss(0, 1)]
+
+    expected = draws()
+    restore_checkpoint(state, data, "ck.pt")
+    assert draws() == expected
+
+
+def test_a_checkpoint_whose_pickle_runs_code_is_refused_without_running_it(tmp_path):
+    state, _ = fresh(small_config())
+    marker = tmp_path / "ran"
+    evil = _contents(state) | {"model": {"backbone.weight": RunsCode(marker)}}
+    try:
+        restore_checkpoint(state, _saved(evil), "evil.pt")
+        error = "restored"
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    assert not marker.exists(), "restoring the checkpoint ran the code in its pickle"
+    assert error.startswith("ValueError: evil.pt: refused: it holds objects other than tensors"), error
+
+
+def test_an_older_or_broken_checkpoint_is_a_clear_error_naming_it(tmp_path):
+    state, _ = fresh(small_config())
+    payload = _contents(state)
+    old_rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    v1 = payload | {"version": 1, "rng": old_rng}  # what version 1 wrote
+    with pytest.raises(ValueError, match=r"v1.pt: refused(.|\n)*version 1(.|\n)*start the run again"):
+        restore_checkpoint(state, _saved(v1), "v1.pt")
+    with pytest.raises(ValueError, match="old.pt: checkpoint version 1 is not 2"):
+        restore_checkpoint(state, _saved(payload | {"version": 1}), "old.pt")
+    with pytest.raises(ValueError, match="cut.pt: not a readable checkpoint"):
+        restore_checkpoint(state, checkpoint_bytes(state)[:1000], "cut.pt")
 
 
 def test_batch_larger_than_the_data_is_a_clear_error():

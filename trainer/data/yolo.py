@@ -33,10 +33,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from trainer.data.records import BadDataPolicy, DataError, DetectionSet, ImageRecord
 from trainer.data.root import DataRoot, OutsideRoot
+from trainer.safe_yaml import YamlInputError, parse_yaml
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 YAML_NAMES = ("config.yaml", "data.yaml", "dataset.yaml")
@@ -45,8 +45,8 @@ NON_SPLIT_KEYS = {"names", "nc", "path", "download"}
 
 def load_yaml(path: Path, files: DataRoot) -> dict:
     try:
-        data = yaml.safe_load(files.read_text(path))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        data = parse_yaml(files.read_text(path), str(path))  # duplicate keys, alias bombs: refused
+    except (OSError, UnicodeDecodeError, YamlInputError) as exc:
         raise DataError(f"{path}: cannot read the dataset yaml ({exc})") from None
     return data if isinstance(data, dict) else {}
 
