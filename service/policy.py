@@ -1,5 +1,5 @@
 """What jobs this service accepts, beyond the spec's own validation: where their data may come
-from, and (on the embedded local Ray) whether the machine can ever run them.
+from, and whether this service can ever run them (service.capacity).
 
 A job's `data.source` is the built-in synthetic set, or a dataset under one of the configured
 `allowed_dataset_roots`: a local folder (plain absolute path or file:///) or an s3://bucket/prefix.
@@ -8,9 +8,8 @@ paths (the job runs in another working directory), any `..` segment (also percen
 paths whose real location (symlinks resolved) is outside every local root, and s3 URIs outside
 every s3 root (compared on whole path segments: s3://data/voc does not admit s3://data/voc-private).
 
-On the embedded Ray (no `ray_address`), a job asking for more CPUs than the machine's head offers
-is refused naming `resources.cpus_per_worker` (Ray would keep it pending forever). A configured
-cluster may autoscale, so there the request is left to Ray.
+Capacity (service.capacity): the operator's limits, the embedded head's CPUs, GPUs and memory, a
+cluster worker's memory; each refusal names the field.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import re
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
+from service.capacity import check_capacity
 from service.settings import ServiceSettings
 from trainer.jobs.spec import JobSpec
 from trainer.storage import parse_uri
@@ -31,17 +31,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 def check_job_spec(spec: JobSpec, settings: ServiceSettings) -> None:
     """ValueError naming the field if the service must not run `spec`."""
     check_dataset_source(spec.data.source, settings)
-    if settings.ray_address is None:
-        check_local_capacity(spec, settings.ray_num_cpus or os.cpu_count() or 1)
-
-
-def check_local_capacity(spec: JobSpec, cpus: int) -> None:
-    r = spec.resources
-    if r.workers * r.cpus_per_worker > cpus:
-        raise ValueError(
-            f"resources.cpus_per_worker: {r.workers} worker(s) x {r.cpus_per_worker:g} CPUs is more than "
-            f"the {cpus} CPUs of this service's local Ray; ask for at most {cpus / r.workers:g} per worker"
-        )
+    check_capacity(spec, settings)
 
 
 def check_dataset_source(source: str, settings: ServiceSettings) -> None:
