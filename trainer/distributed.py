@@ -213,22 +213,27 @@ class ResourceWait(ControllerCallback, WorkerGroupCallback):
 
     def after_controller_start(self, train_run_context) -> None:
         # In the controller's own process only; Ray Train reads it when it creates each worker group.
+        # Shorter attempts only mean more frequent checks: a pending placement is retried at once.
         poll_s = min(60.0, max(1.0, self.timeout_s / 10))
         os.environ.setdefault(WORKER_GROUP_START_TIMEOUT_S_ENV_VAR, f"{poll_s:g}")
 
     def on_controller_start_worker_group(self, *, scaling_config, num_workers):
         now = time.monotonic()
-        retry = self._since is not None  # the previous attempt timed out waiting for a placement
+        retry = self._since is not None  # the previous attempt did not start: its placement timed out
         if not retry:
             self._since = now
-        available = ray.available_resources()
+        try:
+            available = ray.available_resources()
+        except Exception:  # the GCS is busy: say nothing this time, keep counting
+            log.warning("could not read the cluster's free resources", exc_info=True)
+            available = None
         if retry and now - self._since >= self.timeout_s:
             self._write(None)
             raise ResourcesUnavailable(
-                f"gave up after {self.timeout_s:g} s {self.message(available)} ({RESOURCE_WAIT_ENV}); "
+                f"gave up after {self.timeout_s:g} s {self.message(available or {})} ({RESOURCE_WAIT_ENV}); "
                 "lower resources.workers or what each worker asks for, or free the cluster"
             )
-        if retry or self.short(available):
+        if available is not None and (retry or self.short(available)):
             self._write(self.message(available))
         return None  # no label selector: Ray Train places the workers as it would
 
