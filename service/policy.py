@@ -1,5 +1,5 @@
 """What jobs this service accepts, beyond the spec's own validation: where their data may come
-from, and (on the embedded local Ray) whether the machine can ever run them.
+from, and whether this service can ever run them (service.capacity).
 
 A job's `data.source` is the built-in synthetic set, or a dataset under one of the caller's dataset
 roots (its token's `dataset_roots`, else the service's `allowed_dataset_roots`): a local folder
@@ -17,9 +17,8 @@ narrower one the caller gave, itself checked): the worker checks again, when it 
 that the source still resolves inside it, and reads nothing outside the source's folder
 (trainer.data.root). Symlinks are resolved here and again there.
 
-On the embedded Ray (no `ray_address`), a job asking for more CPUs than the machine's head offers
-is refused naming `resources.cpus_per_worker` (Ray would keep it pending forever). A configured
-cluster may autoscale, so there the request is left to Ray.
+Capacity (service.capacity): the operator's limits, the embedded head's CPUs, GPUs and memory, a
+cluster worker's memory; each refusal names the field.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ import re
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
 
+from service.capacity import check_capacity
 from service.settings import ServiceSettings
 from trainer.jobs.spec import JobSpec
 from trainer.storage import InvalidKey, check_key, parse_uri
@@ -44,8 +44,7 @@ def check_job_spec(
     """The spec as the job will run it (`data.allowed_root` set), or ValueError naming the field if
     the service must not run `spec`. `dataset_roots`: the caller's own roots (from its token), if any."""
     spec = admit_dataset(spec, settings, dataset_roots)
-    if settings.ray_address is None:
-        check_local_capacity(spec, settings.ray_num_cpus or os.cpu_count() or 1)
+    check_capacity(spec, settings)
     return spec
 
 
@@ -163,15 +162,6 @@ def _contains(outer: str, inner: str) -> bool:
     if isinstance(a, tuple) and isinstance(b, tuple):
         return _under(_s3_path(b[1], b[2]), _s3_path(a[1], a[2]))
     return False
-
-
-def check_local_capacity(spec: JobSpec, cpus: int) -> None:
-    r = spec.resources
-    if r.workers * r.cpus_per_worker > cpus:
-        raise ValueError(
-            f"resources.cpus_per_worker: {r.workers} worker(s) x {r.cpus_per_worker:g} CPUs is more than "
-            f"the {cpus} CPUs of this service's local Ray; ask for at most {cpus / r.workers:g} per worker"
-        )
 
 
 def _schemes(settings: ServiceSettings) -> str:

@@ -50,6 +50,39 @@ class TokenEntry(BaseModel):
         return None if value is None else _absolute_roots(value)
 
 
+class JobLimits(BaseModel):
+    """What one job may ask of this service, checked at submit (service.capacity) and refused with a
+    422 naming the field. The spec's own caps (trainer.config) are what no run needs; these are what
+    this deployment can afford, for an operator to raise.
+
+    The embedded Ray head is also held to the machine it runs on (its CPUs, GPUs and memory); a named
+    cluster may autoscale, so there the per-worker limits below stand for its largest worker.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_image_size: int = Field(1024, ge=32, le=2048)  # model.image_size
+    # data.synthetic.num_train + num_val: rendered by every worker before it trains (16 ms an image at
+    # 256 px, 83 ms at 512 px on one core) and kept in its memory.
+    max_synthetic_images: int = Field(20_000, ge=2, le=200_000)
+    max_epochs: int = Field(1000, ge=1, le=10_000)  # optim.epochs
+    max_batch_size: int = Field(256, ge=1, le=1024)  # optim.batch_size (per worker)
+    max_workers: int = Field(16, ge=1, le=256)  # resources.workers
+    max_cpus_per_worker: float = Field(32, ge=1, le=256)  # resources.cpus_per_worker
+    max_gpus_per_worker: float = Field(8, ge=0, le=16)  # resources.gpus_per_worker
+    max_gpus_per_job: float = Field(16, ge=0, le=4096)  # resources.workers x gpus_per_worker
+    # On a named cluster: the memory one Ray Train worker may use (a worker pod's memory over the
+    # workers it holds: the chart's pods have 32 GiB). The embedded head uses the machine's instead.
+    worker_memory_gb: float = Field(32, gt=0, le=65536)
+    # The embedded head's GPUs and memory for jobs. None: what Ray would detect (CUDA_VISIBLE_DEVICES,
+    # else the NVIDIA devices present) and the machine's memory (its cgroup limit, if lower).
+    embedded_gpus: int | None = Field(None, ge=0, le=1024)
+    embedded_memory_gb: float | None = Field(None, gt=0, le=65536)
+    # How long a started job may wait for Ray to place its workers, then it is FAILED (passed to the
+    # driver as ANCHOR_OPT_RESOURCE_WAIT_S).
+    resource_wait_s: float = Field(1800.0, gt=0, le=7 * 86400)
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ANCHOR_OPT_", frozen=True, extra="forbid")
 
@@ -81,6 +114,8 @@ class ServiceSettings(BaseSettings):
     metrics_public: bool = False
     # How long /metrics reuses its job counts (each count reads every job's status); 0: every scrape.
     metrics_cache_s: float = Field(5.0, ge=0, le=3600)
+    # What one job may ask for (JobLimits; JSON in ANCHOR_OPT_LIMITS, or a `limits:` section of the file).
+    limits: JobLimits = Field(default_factory=JobLimits)
 
     @field_validator("allowed_schemes")
     @classmethod

@@ -11,7 +11,7 @@ sits. Those defaults are ours, chosen by the measurements in `bench/` (see READM
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,6 +20,23 @@ from trainer.safe_yaml import parse_yaml, read_yaml_mapping
 
 # Input pixels per grid cell of each backbone (trainer.model builds them with these strides).
 BACKBONE_STRIDES = {"tiny": 16, "darknet19": 32}
+
+# Hard caps: what no run needs, local or in the service, so that no value (a YAML typo, a request)
+# can ask for unbounded memory or time. They are generous for real local use (COCO at 608 px, batch
+# 64, 300 epochs fit well within them); a service applies tighter limits an operator may raise
+# (service.settings.JobLimits).
+MAX_PIXELS = 8192  # any box or anchor side, pixels at the input size (4x the largest input)
+MAX_IMAGES = 100_000  # synthetic images per split: each is rendered and kept in memory
+MAX_STEPS = 10_000_000  # any count of optimizer steps
+MAX_EPOCHS = 10_000
+MAX_WEIGHT = 10_000.0  # loss and clustering weights
+# Seeds (`seed`, `anchors.seed`): what every generator the run seeds accepts. numpy's SeedSequence
+# and default_rng refuse negatives (a run with seed -1 failed: "expected non-negative
+# integer"); the data order's torch generator is seeded with seed * 100_003 + epoch, which must fit
+# 64 bits (2**63 - 1 and 2**64 failed: "Overflow when unpacking long long"); numpy's legacy
+# RandomState takes only 0 <= seed < 2**32, the range every one of them accepts.
+SEED = {"ge": 0, "lt": 2**32}
+Side = Annotated[float, Field(gt=0, le=MAX_PIXELS)]  # an anchor's width or height in pixels
 
 
 class _Section(BaseModel):
@@ -32,9 +49,9 @@ class _Section(BaseModel):
 class ShapeComponent(_Section):
     """One component of the synthetic box-shape mixture: a box shape and its share of objects."""
 
-    w: float = Field(gt=1, description="mean width, pixels at the input size")
-    h: float = Field(gt=1, description="mean height, pixels at the input size")
-    weight: float = Field(default=1.0, gt=0, description="relative frequency of this shape")
+    w: float = Field(gt=1, le=MAX_PIXELS, description="mean width, pixels at the input size")
+    h: float = Field(gt=1, le=MAX_PIXELS, description="mean height, pixels at the input size")
+    weight: float = Field(default=1.0, gt=0, le=1e6, description="relative frequency of this shape")
 
 
 def _default_shapes() -> list[ShapeComponent]:
@@ -52,12 +69,15 @@ def _default_shapes() -> list[ShapeComponent]:
 class SyntheticConfig(_Section):
     """The built-in dataset (data.source: synthetic): shapes drawn from a known mixture."""
 
-    num_train: int = Field(default=2000, ge=1)  # images rendered for training
-    num_val: int = Field(default=200, ge=1)  # images rendered for evaluation (a different seed)
+    # Every image is rendered in every worker's memory: S * S * 3 bytes each (service.capacity).
+    num_train: int = Field(default=2000, ge=1, le=MAX_IMAGES)  # images rendered for training
+    num_val: int = Field(default=200, ge=1, le=MAX_IMAGES)  # images for evaluation (a different seed)
     num_classes: int = Field(default=3, ge=1, le=3)  # synthetic classes: rectangle, ellipse, cross
-    max_objects: int = Field(default=4, ge=0)  # objects per image are uniform in [min, max]
-    min_objects: int = Field(default=1, ge=0)
-    shapes: list[ShapeComponent] = Field(default_factory=_default_shapes, min_length=1)
+    # Objects per image are uniform in [min, max]; each one is placed by up to 30 overlap tests
+    # against those already there, so the count is capped where a scene is full anyway.
+    max_objects: int = Field(default=4, ge=0, le=100)
+    min_objects: int = Field(default=1, ge=0, le=100)
+    shapes: list[ShapeComponent] = Field(default_factory=_default_shapes, min_length=1, max_length=64)
     shape_jitter: float = Field(default=0.08, ge=0, le=1)  # std of log w and log h around a shape
 
     @model_validator(mode="after")
@@ -82,23 +102,24 @@ class AugmentConfig(_Section):
     # A box cut by the image border is kept while this share of its area stays in view...
     min_visibility: float = Field(default=0.3, ge=0, le=1)
     # ...and while it is at least this many pixels wide and high at the input size.
-    min_size: float = Field(default=2.0, ge=0)
+    min_size: float = Field(default=2.0, ge=0, le=MAX_PIXELS)
 
 
 class DataConfig(_Section):
     # "synthetic" (built in), a local folder or annotation file, a file:// or an s3://bucket/prefix URI.
-    source: str = "synthetic"
+    # At most 2048 characters: an s3:// URI with a full 1024-byte key fits, and so does any sane path.
+    source: str = Field(default="synthetic", min_length=1, max_length=2048)
     # A folder or s3://bucket/prefix the source must lie in when it is opened (symlinks resolved
     # then). The service sets it to the dataset root that admitted the source. Whatever it is, a
     # job reads nothing outside the source's own folder (trainer.data.root).
-    allowed_root: str | None = None
+    allowed_root: str | None = Field(default=None, min_length=1, max_length=2048)
     # auto: detected from the layout (COCO annotations/*.json, YOLO images/+labels/+yaml, VOC
     # Annotations/+ImageSets/, Brainwash *.idl); give it when a folder holds several.
     format: Literal["auto", "coco", "yolo", "voc", "brainwash"] = "auto"
     # Split names as the format calls them (COCO train2017, VOC trainval, a YOLO yaml key, a
     # Brainwash .idl); "a+b" joins splits. Ignored when the source is a single annotation file.
-    train_split: str = "train"
-    val_split: str = "val"
+    train_split: str = Field(default="train", max_length=512)
+    val_split: str = Field(default="val", max_length=512)
     # Bad lines and unreadable images are errors naming the file and line; with skip_bad they are
     # skipped and counted in the dataset summary instead. Bad boxes are always clipped/dropped and counted.
     skip_bad: bool = False
@@ -127,11 +148,12 @@ class AnchorConfig(_Section):
     # identical: all A equal to `size`; uniform: spread evenly in log w-h over the data's range;
     # kmeans: YOLOv2's IoU k-means on the training boxes; list: `values` as given.
     init: Literal["identical", "uniform", "kmeans", "list"] = "kmeans"
-    size: float | None = Field(default=None, gt=0)  # identical init; None = the boxes' geometric mean
-    values: list[tuple[float, float]] | None = None  # (w, h) pixels at the input size, for init=list
+    size: float | None = Field(default=None, gt=0, le=MAX_PIXELS)  # identical init; None: the boxes' mean
+    # (w, h) pixels at the input size, for init=list; as many pairs as anchors.num, so at most 32.
+    values: list[tuple[Side, Side]] | None = Field(default=None, max_length=32)
     learn: bool = True  # False freezes the anchors: the baseline detector
-    lr: float = Field(default=0.02, gt=0)  # own learning rate (log-space units per step under Adam)
-    seed: int = 0  # k-means initialisation
+    lr: float = Field(default=0.02, gt=0, le=10)  # own learning rate (log-space units per step under Adam)
+    seed: int = Field(default=0, **SEED)  # k-means initialisation
 
     @model_validator(mode="after")
     def _check_values(self) -> AnchorConfig:
@@ -140,8 +162,6 @@ class AnchorConfig(_Section):
                 raise ValueError("anchors.values must list (w, h) pairs when anchors.init is 'list'")
             if len(self.values) != self.num:
                 raise ValueError(f"anchors.values has {len(self.values)} pairs but anchors.num is {self.num}")
-            if any(w <= 0 or h <= 0 for w, h in self.values):
-                raise ValueError("anchors.values must be positive (w, h) pairs in pixels")
         return self
 
 
@@ -152,7 +172,7 @@ class SoftAssignConfig(_Section):
     # T. With dist=iou the distances lie in [0, 1]; 0.1 lets a 0.1 better IoU count e times more.
     # Measured from an identical init: 0.05 -> error 0.146, 0.1 -> 0.091 (150-step warm-up);
     # 0.2 -> 0.349: too warm, identical anchors barely split apart. Keep T well under 0.2.
-    temperature: float = Field(default=0.1, gt=0)
+    temperature: float = Field(default=0.1, gt=0, le=100)
     # iou: 1 - shape IoU, so T -> 0 is exactly YOLOv2's hard assignment; log_l2: squared distance
     # in log w-h space, the clustering term's own metric.
     dist: Literal["iou", "log_l2"] = "iou"
@@ -164,13 +184,13 @@ class ClusteringConfig(_Section):
     enabled: bool = True
     # lambda. Identical init, demo schedule, seeds 0-2: error 0.032/0.016/0.031 at 1.0, 0.012/0.009/0.023
     # at 3.0 (0.085 at 0.3 on seed 0), AP50 unchanged.
-    weight: float = Field(default=3.0, ge=0)
+    weight: float = Field(default=3.0, ge=0, le=MAX_WEIGHT)
 
 
 class TricksConfig(_Section):
     # Both warm-up tricks are on for these first steps. 300 measured best of {150, 300} on the demo
     # schedule (620 steps): identical-init error 0.091 -> 0.032 (bench/anchor_recovery.py).
-    warmup_steps: int = Field(default=300, ge=0)
+    warmup_steps: int = Field(default=300, ge=0, le=MAX_STEPS)
     soft_assign: SoftAssignConfig = Field(default_factory=SoftAssignConfig)
     clustering: ClusteringConfig = Field(default_factory=ClusteringConfig)
     # Trick 3: batch norm with a scale but no learned shift on the predicted dw, dh, so their mean
@@ -180,41 +200,42 @@ class TricksConfig(_Section):
 
 class LossConfig(_Section):
     # YOLOv2's weights: objectness of positives 5, of background 1 (here 1 and 0.5 with BCE), box 1.
-    obj: float = Field(default=1.0, ge=0)
-    noobj: float = Field(default=0.5, ge=0)
-    xy: float = Field(default=1.0, ge=0)
-    wh: float = Field(default=1.0, ge=0)
-    cls: float = Field(default=1.0, ge=0)
+    obj: float = Field(default=1.0, ge=0, le=MAX_WEIGHT)
+    noobj: float = Field(default=0.5, ge=0, le=MAX_WEIGHT)
+    xy: float = Field(default=1.0, ge=0, le=MAX_WEIGHT)
+    wh: float = Field(default=1.0, ge=0, le=MAX_WEIGHT)
+    cls: float = Field(default=1.0, ge=0, le=MAX_WEIGHT)
     ignore_iou: float = Field(default=0.6, ge=0, le=1)  # background predictions over this IoU are ignored
 
 
 class OptimConfig(_Section):
     optimizer: Literal["adamw", "sgd"] = "adamw"  # AdamW trains the tiny model fastest on CPU
-    lr: float = Field(default=2e-3, gt=0)
+    lr: float = Field(default=2e-3, gt=0, le=10)
     momentum: float = Field(default=0.9, ge=0, lt=1)  # SGD momentum / Adam beta1
-    weight_decay: float = Field(default=5e-4, ge=0)  # conv weights only; never anchors, BN or biases
-    batch_size: int = Field(default=32, ge=1)
-    epochs: int = Field(default=10, ge=1)
-    lr_warmup_steps: int = Field(default=50, ge=0)  # linear ramp of the network's lr, then cosine
-    grad_clip: float = Field(default=10.0, gt=0)
+    weight_decay: float = Field(default=5e-4, ge=0, le=1)  # conv weights only; never anchors, BN or biases
+    batch_size: int = Field(default=32, ge=1, le=1024)  # per worker under DDP
+    epochs: int = Field(default=10, ge=1, le=MAX_EPOCHS)
+    lr_warmup_steps: int = Field(default=50, ge=0, le=MAX_STEPS)  # linear ramp of the lr, then cosine
+    grad_clip: float = Field(default=10.0, gt=0, le=1e6)
 
 
 class EvalConfig(_Section):
-    every_epochs: int = Field(default=1, ge=0)  # 0 = only at the end
+    every_epochs: int = Field(default=1, ge=0, le=MAX_EPOCHS)  # 0 = only at the end
     conf_threshold: float = Field(default=0.01, ge=0, le=1)
     nms_iou: float = Field(default=0.45, gt=0, le=1)
-    max_detections: int = Field(default=100, ge=1)
+    # Kept for every validation image until it is scored: COCO's 100 is the usual, 1000 is plenty.
+    max_detections: int = Field(default=100, ge=1, le=1000)
 
 
 class OutputConfig(_Section):
-    snapshot_every: int = Field(default=25, ge=1)  # anchor snapshot every N steps (and at epoch ends)
-    checkpoint_every_epochs: int = Field(default=1, ge=1)
+    snapshot_every: int = Field(default=25, ge=1, le=MAX_STEPS)  # anchor snapshots: every N steps, each epoch
+    checkpoint_every_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
 
 
 class TrainConfig(_Section):
     """The whole run. `TrainConfig()` is a valid, complete configuration."""
 
-    seed: int = 0
+    seed: int = Field(default=0, **SEED)  # network init, data order, augmentation, synthetic images
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     anchors: AnchorConfig = Field(default_factory=AnchorConfig)

@@ -80,6 +80,11 @@ def test_the_local_ray_refuses_jobs_it_could_never_run():
         ValueError, match=r"resources.cpus_per_worker: 2 worker\(s\) x 2 CPUs .* at most 1 per"
     ):
         check_job_spec(big, ServiceSettings(ray_num_cpus=2))
+    gpu = JobSpec.model_validate({"resources": {"gpus_per_worker": 1, "cpus_per_worker": 1}})
+    with pytest.raises(
+        ValueError, match=r"^resources.gpus_per_worker: .* no GPU on this service's local Ray"
+    ):
+        check_job_spec(gpu, ServiceSettings(ray_num_cpus=2, limits={"embedded_gpus": 0}))
     check_job_spec(big, ServiceSettings(ray_num_cpus=2, ray_address="http://ray-head:8265"))  # may autoscale
 
 

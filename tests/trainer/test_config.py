@@ -60,3 +60,83 @@ def test_the_file_goes_through_the_safe_loader(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ValueError, match="--set 'anchors.values=.*recursive alias"):
         load_config(None, ["anchors.values=&a [*a]"])
+
+
+def _unbounded(schema: dict, defs: dict, path: str = "") -> list[str]:
+    """Paths of the JSON schema's numbers without a maximum, free strings without a maxLength and
+    arrays without maxItems: what a request could make as large as it likes."""
+    if "$ref" in schema:
+        return _unbounded(defs[schema["$ref"].rsplit("/", 1)[-1]], defs, path)
+    found = []
+    for option in schema.get("anyOf", []):
+        found += _unbounded(option, defs, path)
+    kind = schema.get("type")
+    if kind in ("integer", "number") and not {"maximum", "exclusiveMaximum"} & schema.keys():
+        found.append(path)
+    if kind == "string" and "enum" not in schema and "maxLength" not in schema:
+        found.append(path)
+    if kind == "array":
+        if "maxItems" not in schema:
+            found.append(path)
+        for i, item in enumerate(schema.get("prefixItems", [])):
+            found += _unbounded(item, defs, f"{path}.{i}")
+        if "items" in schema:
+            found += _unbounded(schema["items"], defs, f"{path}.*")
+    for name, prop in schema.get("properties", {}).items():
+        found += _unbounded(prop, defs, f"{path}.{name}" if path else name)
+    return found
+
+
+def test_every_field_is_bounded():
+    """Every count, size, string and list a config (and so a request) can set has an upper bound."""
+    schema = TrainConfig.model_json_schema()
+    assert _unbounded(schema, schema.get("$defs", {})) == []
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("data.source=" + "x" * 2049, "data.source"),
+        ("data.train_split=" + "x" * 513, "data.train_split"),
+        ("data.synthetic.num_train=100001", "data.synthetic.num_train"),
+        ("data.synthetic.max_objects=101", "data.synthetic.max_objects"),
+        ("data.synthetic.shapes=[" + ", ".join(["{w: 8, h: 8}"] * 65) + "]", "data.synthetic.shapes"),
+        ("anchors.values=[" + ", ".join(["[8, 8]"] * 33) + "]", "anchors.values"),
+        ("anchors.values=[[8, 8193]]", "anchors.values.0.1"),
+        ("model.image_size=2080", "model.image_size"),
+        ("optim.batch_size=1025", "optim.batch_size"),
+        ("optim.epochs=10001", "optim.epochs"),
+        ("optim.lr=11", "optim.lr"),
+        ("tricks.warmup_steps=10000001", "tricks.warmup_steps"),
+        ("eval.max_detections=1001", "eval.max_detections"),
+    ],
+)
+def test_values_beyond_the_caps_are_refused_naming_the_field(override, field):
+    with pytest.raises(ValueError, match=rf"\n{field.replace('.', '[.]')}\n"):
+        load_config(None, ["anchors.init=list", "anchors.num=1", "anchors.values=[[8, 8]]", override])
+
+
+def test_the_caps_fit_real_local_runs():
+    """`anchor-opt train` has no service limits: the caps must leave room for COCO-sized work."""
+    coco = ["model.backbone=darknet19", "model.image_size=608", "optim.batch_size=64", "optim.epochs=300"]
+    cfg = load_config(None, [*coco, "data.workers=16", "tricks.warmup_steps=100000"])
+    assert cfg.model.image_size == 608 and cfg.optim.epochs == 300
+
+
+@pytest.mark.parametrize("field", ["seed", "anchors.seed"])
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**63, 2**64])
+def test_seeds_outside_what_every_generator_takes_are_refused(field, seed):
+    """-1 and 2**64 used to be accepted and to fail at run time (SeedSequence, torch's generator)."""
+    with pytest.raises(ValueError, match=rf"\n{field.replace('.', '[.]')}\n"):
+        load_config(None, [f"{field}={seed}"])
+
+
+def test_a_run_at_the_largest_seed_trains(tmp_path):
+    from trainer.run import train
+
+    from .conftest import small_config
+
+    top = 2**32 - 1
+    cfg = small_config(f"seed={top}", f"anchors.seed={top}", "optim.epochs=1", "eval.every_epochs=0")
+    result = train(cfg, str(tmp_path / "run"))
+    assert result["steps"] == 8

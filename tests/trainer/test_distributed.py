@@ -7,15 +7,18 @@ a worker killed mid-run and must resume from its checkpoint and end with the ver
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 import torch
+from ray.util.placement_group import placement_group, remove_placement_group
 
 from trainer.data.datasets import build_datasets
-from trainer.distributed import check_capacity, ray_storage, train_on_ray
+from trainer.distributed import check_capacity, ray_storage, resource_wait_s, train_on_ray
 from trainer.driver import run_job
 from trainer.engine import build_state, epoch_batches, train_step
-from trainer.jobs.spec import JobSpec, JobState, Resources
+from trainer.jobs.spec import RESOURCE_WAIT_ENV, JobSpec, JobState, Resources
 from trainer.jobs.store import JobStore
 from trainer.outputs import RunWriter
 from trainer.storage import StorageSettings, open_storage, s3_client
@@ -185,3 +188,74 @@ def test_ray_storage_from_a_run_root(tmp_path, s3_endpoint):
     )
     path, fs = ray_storage("s3://bucket/root/jobs/abc", settings)
     assert path == "bucket/root/jobs/abc" and type(fs).__name__ == "S3FileSystem"
+
+
+ONE_WORKER = Resources(workers=1, cpus_per_worker=1, max_failures=0)
+
+
+def _hold_every_cpu(ray):
+    """A placement group holding both CPUs of the test's Ray: another job's workers, as it were."""
+    held = placement_group([{"CPU": 2}])
+    ray.get(held.ready(), timeout=60)
+    return held
+
+
+def _driver(job: str, uri: str, settings) -> tuple[threading.Thread, list]:
+    """run_job in a thread (as `anchor-opt run-job` would run), so that a hang fails the test."""
+    ended: list = []
+    thread = threading.Thread(target=lambda: ended.append(run_job(job, uri, settings)), daemon=True)
+    thread.start()
+    return thread, ended
+
+
+def test_a_job_waiting_for_resources_says_so_and_trains_once_they_are_free(ray_cluster, s3_store):
+    """Ray Train used to wait silently: RUNNING at step 0, nothing saying why."""
+    uri, settings, store = s3_store
+    job = _submit(store, "optim.epochs=1", resources=ONE_WORKER)
+    held = _hold_every_cpu(ray_cluster)
+    driver, ended = _driver(job, uri, settings)
+    try:
+        deadline = time.monotonic() + 120  # a bound against a hang, not a timing check
+        while driver.is_alive() and time.monotonic() < deadline:
+            if (status := store.status(job)).waiting:
+                break
+            time.sleep(0.3)
+        assert status.waiting == "waiting for resources: 1 worker x 1 CPU; the cluster has 0 CPUs free"
+        assert status.state == JobState.RUNNING and status.step == 0
+    finally:
+        remove_placement_group(held)
+    driver.join(timeout=300)
+    assert ended and ended[0].state == JobState.SUCCEEDED, ended and ended[0].error
+    assert ended[0].waiting is None and store.status(job).waiting is None  # cleared once placed
+
+
+def test_a_job_that_never_gets_its_resources_ends_failed_after_the_wait(ray_cluster, s3_store, monkeypatch):
+    """It used to wait for ever, holding one of the service's running slots."""
+    uri, settings, store = s3_store
+    monkeypatch.setenv(RESOURCE_WAIT_ENV, "3")  # what the service passes (limits.resource_wait_s)
+    job = _submit(store, resources=ONE_WORKER)
+    held = _hold_every_cpu(ray_cluster)
+    driver, ended = _driver(job, uri, settings)
+    try:
+        driver.join(timeout=180)  # a bound against the old hang
+    finally:
+        remove_placement_group(held)
+    assert ended, "the driver still waits for resources"
+    status = ended[0]
+    assert status.state == JobState.FAILED and status.finished_at and status.waiting is None
+    assert status.error.startswith(
+        "ResourcesUnavailable: gave up after 3 s waiting for resources: 1 worker x 1 CPU; "
+        "the cluster has 0 CPUs free (ANCHOR_OPT_RESOURCE_WAIT_S)"
+    ), status.error
+    assert store.status(job).state == JobState.FAILED
+
+
+def test_the_resource_wait_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv(RESOURCE_WAIT_ENV, raising=False)
+    assert resource_wait_s() == 1800
+    monkeypatch.setenv(RESOURCE_WAIT_ENV, "90")
+    assert resource_wait_s() == 90
+    for bad in ("0", "-5", "soon", "inf", "nan"):
+        monkeypatch.setenv(RESOURCE_WAIT_ENV, bad)
+        with pytest.raises(ValueError, match=RESOURCE_WAIT_ENV):
+            resource_wait_s()

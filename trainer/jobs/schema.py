@@ -63,6 +63,9 @@ class JobStatus(_Document):
     updated_at: float
     started_at: float | None = None
     finished_at: float | None = None
+    # Why the job is not training yet: "waiting for resources: 4 workers x 1 GPU; the cluster has
+    # 0 GPUs free" while Ray cannot place its workers (trainer.distributed.ResourceWait); None otherwise.
+    waiting: str | None = None
 
 
 class AnchorSnapshot(_Document):

@@ -38,12 +38,25 @@ class JobState(StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
+# How long a started job waits for Ray to place its workers before it ends FAILED: the service
+# passes its `limits.resource_wait_s` to the driver in this variable (trainer.distributed reads it).
+RESOURCE_WAIT_ENV = "ANCHOR_OPT_RESOURCE_WAIT_S"
+DEFAULT_RESOURCE_WAIT_S = 1800.0  # an autoscaler brings up a GPU node in minutes, not half an hour
+
+# A worker gets at least one CPU. Each rank runs the model (on CPU, or feeding a GPU) with
+# torch.set_num_threads(max(1, int(cpus_per_worker))): it uses a core whatever it asked for, so a
+# fraction only lets Ray pack several busy ranks onto one core (`workers: 256, cpus_per_worker:
+# 0.001` fitted on a quarter of a core), each all-reduce then waiting on the slowest.
+MIN_CPUS_PER_WORKER = 1
+
+
 class Resources(_Section):
     """What the job's Ray Train workers get. Each worker is one DDP rank."""
 
     workers: int = Field(default=1, ge=1, le=256)  # DDP ranks
     gpus_per_worker: float = Field(default=0, ge=0, le=16)  # 0: CPU training with gloo; >= 1: NCCL
-    cpus_per_worker: float = Field(default=2, gt=0, le=256)  # data loading and the CPU model
+    # Data loading and the CPU model; at least MIN_CPUS_PER_WORKER.
+    cpus_per_worker: float = Field(default=2, ge=MIN_CPUS_PER_WORKER, le=256)
     # Ray Train restarts the workers from the last checkpoint this many times before failing the job.
     max_failures: int = Field(default=2, ge=0, le=100)
 
