@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.auth import AuthenticateFirst, Authenticator, AuthError
 from service.bind_guard import LoopbackGuard
+from service.capacity import driver_env
 from service.launcher import storage_env
 from service.limits import BodyLimit
 from service.plots import AnchorPlots
@@ -69,6 +70,7 @@ def default_launcher(settings: ServiceSettings):
     head = LocalRayHead(
         settings.ray_temp_dir,
         num_cpus=settings.ray_num_cpus,
+        num_gpus=settings.limits.embedded_gpus,
         dashboard_port=settings.ray_dashboard_port,
         env=storage_env(settings.s3, secrets=False),
         s3=settings.s3,
@@ -115,7 +117,7 @@ def create_app(settings: ServiceSettings | None = None, launcher=None, schedule:
         store_uri,
         settings.max_running_jobs,
         settings.scheduler_interval_s,
-        job_env=storage_env(settings.s3, secrets=False),
+        job_env=storage_env(settings.s3, secrets=False) | driver_env(settings),
     )
     app.state.ctx = Context(settings, store, records, scheduler, AnchorPlots(store),
                             Authenticator(settings.tokens), launcher)  # fmt: skip

@@ -205,6 +205,7 @@ class LocalRayHead:
         temp_dir: str | None = None,
         *,
         num_cpus: int | None = None,
+        num_gpus: int | None = None,
         dashboard_port: int = 8265,
         env: Mapping[str, str] | None = None,
         s3=None,
@@ -212,7 +213,8 @@ class LocalRayHead:
     ) -> None:
         self.temp = _temp_dir(temp_dir)
         self.private = self.temp / _PRIVATE_DIR
-        self.num_cpus, self.dashboard_port, self.timeout_s = num_cpus, dashboard_port, timeout_s
+        self.num_cpus, self.num_gpus = num_cpus, num_gpus  # None: what Ray detects
+        self.dashboard_port, self.timeout_s = dashboard_port, timeout_s
         self.env, self.s3 = dict(env or {}), s3
         self.url = f"http://127.0.0.1:{dashboard_port}"
         self.started = False  # whether the last ensure() started the head (False: reused ours)
@@ -293,6 +295,8 @@ class LocalRayHead:
         cmd += ["--min-worker-port", "0", "--max-worker-port", "0"]
         if self.num_cpus is not None:
             cmd += ["--num-cpus", str(self.num_cpus)]
+        if self.num_gpus is not None:  # the GPUs service.capacity admits jobs against
+            cmd += ["--num-gpus", str(self.num_gpus)]
         return cmd
 
     def _environment(self, token_file: Path) -> tuple[dict[str, str], Path | None]:
