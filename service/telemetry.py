@@ -46,8 +46,10 @@ class _JobsByState:
     def collect(self):
         counts = dict.fromkeys(JobState, 0)
         self.records.refresh()
-        for record in self.records.newest_first():
-            counts[self.store.status(record.id).state] += 1
+        for entry in self.records.newest_first():
+            status = self.records.status(entry.id)  # None: gone, or unreadable (logged): not counted
+            if status is not None:
+                counts[status.state] += 1
         family = GaugeMetricFamily("anchor_opt_jobs", "Jobs by state", labels=["state"])
         for state, n in counts.items():
             family.add_metric([state.value], n)
