@@ -30,6 +30,8 @@ from trainer.storage import StorageSettings, open_storage
 
 from .conftest import client, free_port, serving
 
+# A writer thread that raises (a transition that gave up) fails the test, not just warns.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 SPEC = JobSpec.model_validate(
     {"name": "tiny", "optim": {"epochs": 1}, "data": {"synthetic": {"num_train": 8}}}
 )

@@ -28,10 +28,12 @@ from trainer.storage import NotFound, PreconditionFailed, Storage, StorageError
 # A change: the fields to set, or a function of the status read that returns them (None or {}: no write).
 Change = Mapping[str, Any] | Callable[[JobStatus], Mapping[str, Any] | None]
 
-# Attempts before giving up on a status that keeps changing under us. Writers of one status are a
-# handful (rank 0, its driver, the scheduler of each replica), each writing at most every few
-# seconds, so a conflict is rare and a second attempt nearly always wins; 50 is a bound, not a budget.
-MAX_ATTEMPTS = 50
+# How long to keep retrying a status that keeps changing under us before giving up. Writers of one
+# status are a handful (rank 0, its driver, the scheduler of each replica), each writing at most
+# every few seconds, so a conflict is rare and the second attempt nearly always lands; this bounds
+# a pathological storm (two writers back to back for seconds: the loser may lose ~20 in a row).
+GIVE_UP_S = 30.0
+IMMEDIATE_RETRIES = 5  # conflicts retried at once, before jittered waits (for 409-answering endpoints)
 
 
 def transition(
@@ -47,9 +49,10 @@ def transition(
     `initial` is the status an absent status.json stands for (default: QUEUED, now); it may raise (a
     job that no longer exists). The change is validated against the schema (a writer cannot drift
     from what readers parse) and stamps `updated_at`. A status that has ended is returned unchanged
-    unless `reopen`. StorageError if the status changed under us MAX_ATTEMPTS times in a row.
+    unless `reopen`. StorageError if the status kept changing under us for GIVE_UP_S.
     """
-    for attempt in range(MAX_ATTEMPTS):
+    deadline, refused = time.monotonic() + GIVE_UP_S, 0
+    while True:
         try:
             got = storage.read_versioned(key)
             current, version = JobStatus.model_validate_json(got.data), got.version
@@ -68,11 +71,18 @@ def transition(
                 storage.write_bytes(key, data, if_absent=True)
             else:
                 storage.write_bytes(key, data, if_match=version)
+            return doc
         except PreconditionFailed:  # another writer got in between: read its status and apply again
-            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # jittered, so racers fall apart
-            continue
-        return doc
-    uri = storage.uri_for(key)
-    raise StorageError(
-        f"{uri}: changed under every one of {MAX_ATTEMPTS} conditional writes; not written", uri
-    )
+            refused += 1
+            if time.monotonic() > deadline:
+                uri = storage.uri_for(key)
+                raise StorageError(
+                    f"{uri}: kept changing for {GIVE_UP_S:.0f} s ({refused} conditional writes refused); "
+                    "not written",
+                    uri,
+                ) from None
+            # At once: that write has landed, so reading now races the others on equal terms.
+            # Jittered waits only after a few losses, for endpoints that refuse concurrent
+            # conditional writes (S3's 409) until the one in flight is done.
+            if refused > IMMEDIATE_RETRIES:
+                time.sleep(random.uniform(0, min(0.05, 0.001 * refused)))
