@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.auth import AuthenticateFirst, Authenticator, AuthError
 from service.bind_guard import LoopbackGuard
 from service.capacity import driver_env
-from service.launcher import storage_env
+from service.launcher import RayUnavailable, storage_env
 from service.limits import BodyLimit
 from service.plots import AnchorPlots
 from service.routes import router
@@ -37,9 +37,14 @@ from service.settings import ServiceSettings, load_settings
 from service.telemetry import Telemetry
 from service.views import Records
 from trainer.jobs.store import JobStore
-from trainer.storage import open_storage, parse_uri
+from trainer.storage import InvalidKey, NotFound, StorageError, open_storage, parse_uri
 
 log = logging.getLogger(__name__)
+
+# Seconds a client is asked to wait after a 503 (storage or Ray unreachable): about as long as the
+# storage client's own retries take, and a few scheduler ticks.
+RETRY_AFTER_S = 5
+_RETRY = {"Retry-After": str(RETRY_AFTER_S)}
 
 
 @dataclass
@@ -84,7 +89,7 @@ def create_app(settings: ServiceSettings | None = None, launcher=None, schedule:
     settings = settings or load_settings()
     store_uri = absolute_store_uri(settings.store_uri)
     store = JobStore(open_storage(store_uri, settings.s3))
-    records = Records(store)
+    records = Records(store, settings.record_cache_bytes, settings.view_cache_bytes)
     telemetry = Telemetry(store, records, settings.metrics_cache_s)
     guard = LoopbackGuard() if settings.open_mode else None
 
@@ -199,7 +204,24 @@ def _install_errors(app: FastAPI) -> None:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         return _problem(422, f"{where}: {first['msg']}{more}", errors)
 
+    # An outage is not the request's fault, nor a bug: 503 and when to try again. The detail says
+    # which dependency; the cause (an endpoint, a bucket, Ray's answer) stays in the service log.
+    @app.exception_handler(StorageError)
+    async def storage_down(request: Request, exc: StorageError) -> JSONResponse:
+        log.error("%s %s: storage unavailable: %s", request.method, request.url.path, exc)
+        return _problem(503, "the job store is unavailable; try again later", headers=_RETRY)
+
+    @app.exception_handler(RayUnavailable)
+    async def ray_down(request: Request, exc: RayUnavailable) -> JSONResponse:
+        log.error("%s %s: Ray unavailable: %s", request.method, request.url.path, exc)
+        return _problem(503, "the Ray cluster is unavailable; try again later", headers=_RETRY)
+
+    @app.exception_handler(NotFound)  # a job, or one of its documents, deleted while a request read it
+    async def gone(request: Request, exc: NotFound) -> JSONResponse:
+        return _problem(404, "not found (deleted while it was read)")
+
     @app.exception_handler(Exception)
+    @app.exception_handler(InvalidKey)  # a key built wrong is a bug here, not an outage
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
         return _problem(500, f"internal error ({type(exc).__name__}); the service log has the details")

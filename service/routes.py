@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
@@ -17,7 +19,7 @@ from service.auth import Principal
 from service.policy import check_job_spec
 from service.schemas import AnchorHistory, JobList, JobPublic, JobSummary, Logs, MetricsHistory, ResultPublic
 from trainer.jobs.spec import JobSpec, JobState
-from trainer.jobs.store import JobExists, JobStore
+from trainer.jobs.store import JobExists, JobStore, UnknownJob
 from trainer.outputs import BOXES_KEY, DATASET_KEY
 from trainer.storage import NotFound
 
@@ -45,7 +47,18 @@ def _ctx(request: Request):
 def _record(request: Request, job_id: str, caller: Principal):
     try:
         return views.owned(_ctx(request).records, job_id, caller.tenant)
-    except (views.JobNotFound, ValueError):  # ValueError: not even a valid id
+    except (views.JobNotFound, ValueError):  # ValueError: not even a valid id, or a garbage job.json
+        raise HTTPException(404, f"job {job_id!r} not found") from None
+
+
+@contextmanager
+def _existing(request: Request, job_id: str) -> Iterator[None]:
+    """A job deleted from the store after its record was cached is a 404 (and forgotten), as if it
+    had never been."""
+    try:
+        yield
+    except (UnknownJob, views.JobNotFound):
+        _ctx(request).records.forget(job_id)
         raise HTTPException(404, f"job {job_id!r} not found") from None
 
 
@@ -77,14 +90,17 @@ def submit_job(
             spec, job_id=job_id, submitted_by=caller.tenant, idempotency_key=idempotency_key
         )
     except JobExists:
-        record = store.record(job_id)
+        if job_id is None:  # a generated id that is taken (3 random bytes per second): not a replay
+            raise HTTPException(409, "the generated job id is taken; submit again") from None
+        record = store.record(job_id)  # job.json is the whole job: once it exists, the replay is whole
         if record.spec != spec or record.submitted_by != caller.tenant:
             raise HTTPException(409, "Idempotency-Key was already used with a different job spec") from None
         response.headers["Idempotent-Replayed"] = "true"
     ctx.records.add(record)
     ctx.scheduler.kick()
     response.headers["Location"] = f"/jobs/{record.id}"
-    return views.summary(record, store.status(record.id))
+    with _existing(request, record.id):
+        return views.summary(views.JobEntry.of(record), store.status(record.id))
 
 
 @router.get("", response_model=JobList)
@@ -99,14 +115,17 @@ def list_jobs(
     ctx = _ctx(request)
     ctx.records.refresh()
     try:
-        return views.page(ctx.store, ctx.records, caller.tenant, state, cursor, limit)
+        return views.page(ctx.records, caller.tenant, state, cursor, limit)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
 
 
 @router.get("/{job_id}", response_model=JobPublic)
 def get_job(job_id: str, request: Request, caller: Caller) -> JobPublic:
-    return views.public(_ctx(request).store, _record(request, job_id, caller))
+    ctx = _ctx(request)
+    record = _record(request, job_id, caller)
+    with _existing(request, record.id):
+        return views.public(ctx.store, ctx.records, record)
 
 
 @router.post("/{job_id}/cancel", response_model=JobSummary)
@@ -115,10 +134,11 @@ def cancel_job(job_id: str, request: Request, caller: Caller) -> JobSummary:
     job changes nothing; a job that already SUCCEEDED or FAILED is a 409."""
     ctx = _ctx(request)
     record = _record(request, job_id, caller)
-    status = ctx.scheduler.cancel(record.id)
+    with _existing(request, record.id):
+        status = ctx.scheduler.cancel(record.id)
     if status.state is not JobState.CANCELLED:
         raise HTTPException(409, f"job {job_id} already ended: {status.state}")
-    return views.summary(record, status)
+    return views.summary(views.JobEntry.of(record), status)
 
 
 @router.get("/{job_id}/anchors", response_model=AnchorHistory)
@@ -165,14 +185,16 @@ def logs(
 ) -> Logs:
     ctx = _ctx(request)
     record = _record(request, job_id, caller)
-    text = ctx.scheduler.logs(record.id, tail or ctx.settings.log_tail_lines)
+    with _existing(request, record.id):
+        text = ctx.scheduler.logs(record.id, tail or ctx.settings.log_tail_lines)
     return Logs(job_id=record.id, lines=(text or "").splitlines())
 
 
 @router.get("/{job_id}/result", response_model=ResultPublic)
 def result(job_id: str, request: Request, caller: Caller) -> ResultPublic:
     record = _record(request, job_id, caller)
-    found = _ctx(request).store.result(record.id)
+    with _existing(request, record.id):
+        found = _ctx(request).store.result(record.id)
     if found is None:
         raise HTTPException(404, f"job {job_id} has no result yet")
     return ResultPublic(
@@ -186,7 +208,8 @@ def artifact(job_id: str, name: str, request: Request, caller: Caller) -> Respon
     anchors_plot, ...), plus `dataset` and `boxes` while the job runs."""
     store = _ctx(request).store
     record = _record(request, job_id, caller)
-    found = store.result(record.id)
+    with _existing(request, record.id):
+        found = store.result(record.id)
     keys = {"dataset": DATASET_KEY, "boxes": BOXES_KEY} | (found.artifacts if found else {})
     key = keys.get(name)
     if key is None or key.endswith("/"):

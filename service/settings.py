@@ -102,6 +102,11 @@ class ServiceSettings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     log_tail_lines: int = Field(200, ge=1, le=10_000)  # GET /jobs/{id}/logs without ?tail=
     scheduler_interval_s: float = Field(2.0, gt=0, le=300)  # how often Ray's view is reconciled
+    # Memory for cached job documents, least recently read dropped first: full job records (the spec
+    # may hold long strings), and the views of ended jobs. Listings use a compact index of every job
+    # (a few hundred bytes each) that is not counted here.
+    record_cache_bytes: int = Field(16 << 20, ge=0, le=16 << 30)
+    view_cache_bytes: int = Field(32 << 20, ge=0, le=16 << 30)
     # The embedded Ray head: its temp folder (short: Ray puts sockets in it; yours alone: its token is
     # kept there), CPUs and dashboard port (any: its workers take ports the system picks).
     ray_temp_dir: str | None = None

@@ -59,8 +59,10 @@ class _JobsByState:
     def _count(self) -> dict[JobState, int]:
         counts = dict.fromkeys(JobState, 0)
         self.records.refresh()
-        for record in self.records.newest_first():
-            counts[self.store.status(record.id).state] += 1
+        for entry in self.records.newest_first():
+            status = self.records.status(entry.id)  # None: gone, or unreadable (logged): not counted
+            if status is not None:
+                counts[status.state] += 1
         return counts
 
     def collect(self):

@@ -111,10 +111,14 @@ def run_loop(
     fault: dict | None = None,
 ) -> dict | None:
     """Trains from the session's checkpoint (or step 0) to the end; returns result.json on rank 0,
-    None on the other ranks. `fault` is for tests only: {"rank", "step", "marker", "delay_s"} kills
-    that rank after that step, once (the marker file records that it happened)."""
+    None on the other ranks. `fault` is for tests only: {"rank", "step", "marker", "delay_s",
+    "times"} kills that rank after that step (0: as the attempt starts, before it reads data or
+    reports anything), in the first `times` attempts (default 1; marker files record them)."""
     emit = progress or (lambda event: None)
     lead = session.rank == 0
+    if lead:
+        writer.start_attempt()  # first: an attempt that dies before it reports is counted too
+    _maybe_crash(fault, session.rank, 0)
     data = build_datasets(cfg, lambda done, total: emit({"kind": "fetch", "done": done, "total": total}))
     train_set, val_set, true_shapes = data.train, data.val, data.true_shapes
     boxes_wh = train_set.boxes_wh()
@@ -141,7 +145,6 @@ def run_loop(
         before = writer.status()
         writer.update_status(
             state=JobState.RUNNING,
-            attempt=before.attempt + 1 if before and before.phase else 0,  # a loop reported before
             resumed_from_step=state.step if restored else None,
             started_at=before.started_at if before and before.started_at else time.time(),
             error=None,
@@ -222,13 +225,19 @@ def run_loop(
 
 
 def _maybe_crash(fault: dict | None, rank: int, step: int) -> None:
-    """Test-only fault injection: the process dies, once, as a worker lost to the machine would.
-    The pause lets Ray Train commit the checkpoint reported before (it polls every ~2 s)."""
+    """Test-only fault injection: the process dies, as a worker lost to the machine would, in the
+    first `times` attempts that get here. The pause lets Ray Train commit the checkpoint reported
+    before (it polls every ~2 s)."""
     if not fault or fault["rank"] != rank or fault["step"] != step:
         return
-    try:
-        Path(fault["marker"]).open("x").close()  # exclusive create: only the first attempt dies
-    except FileExistsError:
+    markers = [fault["marker"]] + [f"{fault['marker']}.{i}" for i in range(1, fault.get("times", 1))]
+    for marker in markers:
+        try:
+            Path(marker).open("x").close()  # exclusive create: each marker lets one attempt die
+            break
+        except FileExistsError:
+            continue
+    else:
         return
     time.sleep(fault.get("delay_s", 0))
     os._exit(1)

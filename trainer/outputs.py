@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 from trainer.jobs.schema import JobStatus
+from trainer.jobs.transitions import Change, transition
 from trainer.storage import NotFound, Storage, StorageSettings, open_storage
 
 SNAPSHOT_PREFIX = "anchors/"
@@ -91,20 +91,26 @@ class RunWriter:
             return None
 
     def update_status(self, reopen: bool = False, **changes: Any) -> JobStatus:
-        """Rewrites status.json whole with `changes` over the current document (validated against
-        the schema, so a writer cannot drift from what readers parse); stamps `updated_at`.
+        """Sets `changes` in status.json (trainer.jobs.transitions: a compare-and-swap over the
+        current document, validated against the schema, `updated_at` stamped); returns what is stored.
 
         A run that has ended (SUCCEEDED, FAILED, CANCELLED) stays as it is: the call changes nothing
         and returns the ended status, so a worker still reporting progress cannot undo a cancel the
-        service recorded. Only `reopen=True` (a run resumed on purpose) starts it again.
+        service recorded, even when the two race. Only `reopen=True` (a run resumed on purpose)
+        starts it again.
         """
-        current = self.status()
-        if current and current.state.terminal and not reopen:
-            return current
-        base = current.model_dump() if current else {"state": "QUEUED"}
-        doc = JobStatus.model_validate(base | changes | {"updated_at": time.time()})
-        self.write_bytes(STATUS_KEY, doc.model_dump_json(indent=1).encode())
-        return doc
+        return self.transition(changes, reopen=reopen)
+
+    def transition(self, change: Change, reopen: bool = False) -> JobStatus:
+        """`update_status` with a change that may depend on the status read (a function of it)."""
+        return transition(self.storage, STATUS_KEY, change, reopen=reopen)
+
+    def start_attempt(self) -> JobStatus:
+        """Counts a start of the run's training (each Ray Train worker group's, or an in-process
+        run's): `attempt` becomes the number of starts before this one. Counted when an attempt
+        starts, before it reads data or a checkpoint, not once it reports progress: an attempt that
+        dies before reporting (bad data, a lost worker, a store it cannot write) was an attempt too."""
+        return self.transition(lambda s: {"attempt": s.starts, "starts": s.starts + 1})
 
     def clear(self) -> None:
         """Removes a previous run's outputs (snapshots, metrics, result, checkpoint, artifacts)."""

@@ -12,6 +12,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import yaml
@@ -142,7 +144,7 @@ def test_jobs_run_on_ray_one_at_a_time_to_success(settings, store, tmp_path):
         assert 'anchor_opt_jobs{state="SUCCEEDED"} 2.0' in metrics
 
 
-def test_cancelling_a_running_job_stops_its_ray_job(settings):
+def test_cancelling_a_running_job_stops_its_ray_job(settings, store):
     with serving(create_app(settings)) as base:
         c = client(base, TOKEN)
         job_id = c.post("/jobs", json=spec("to-cancel", epochs=40)).json()["id"]
@@ -150,12 +152,12 @@ def test_cancelling_a_running_job_stops_its_ray_job(settings):
         cancelled = c.post(f"/jobs/{job_id}/cancel")
         assert cancelled.status_code == 200 and cancelled.json()["state"] == "CANCELLED"
         assert c.post(f"/jobs/{job_id}/cancel").json()["state"] == "CANCELLED"  # idempotent
-        ray = _ray(settings)
+        ray, ray_job = _ray(settings), store.status(job_id).ray_submission_id
         deadline = time.monotonic() + HANG_S
-        while ray.state(job_id).status not in ("STOPPED", "FAILED", "SUCCEEDED"):
+        while ray.state(ray_job).status not in ("STOPPED", "FAILED", "SUCCEEDED"):
             assert time.monotonic() < deadline, "the Ray job was never stopped"
             time.sleep(0.3)
-        assert ray.state(job_id).status == "STOPPED"
+        assert ray.state(ray_job).status == "STOPPED"
         time.sleep(2 * settings.scheduler_interval_s)  # a reconcile pass sees the stopped Ray job
         job = c.get(f"/jobs/{job_id}").json()
         assert job["state"] == "CANCELLED" and job["error"] == "cancelled by request"
@@ -177,12 +179,13 @@ def test_a_restarted_service_keeps_serving_a_running_job_and_sees_it_finish(sett
         assert done["progress"]["attempt"] == 0  # the job itself never noticed
 
 
-def test_a_ray_job_stopped_behind_the_services_back_ends_failed_with_rays_message(settings):
+def test_a_ray_job_stopped_behind_the_services_back_ends_failed_with_rays_message(settings, store):
     with serving(create_app(settings)) as base:
         c = client(base, TOKEN)
         job_id = c.post("/jobs", json=spec("killed", epochs=40)).json()["id"]
         wait_for(c, job_id, training, "training")
-        assert _ray(settings).stop(job_id)  # someone else, straight to Ray
+        ray_job = store.status(job_id).ray_submission_id
+        assert _ray(settings).stop(ray_job)  # someone else, straight to Ray
         job = wait_for(c, job_id, ended, "ended")
         assert job["state"] == "FAILED"
         assert job["error"].startswith("Ray job STOPPED:"), job["error"]
@@ -207,3 +210,74 @@ def _ray(settings: ServiceSettings) -> RayJobs:
     """The service's Ray head, straight: it wants the token the service started it with."""
     head = LocalRayHead(settings.ray_temp_dir, dashboard_port=settings.ray_dashboard_port)
     return RayJobs(head.ensure(), token=head.token)
+
+
+def test_a_second_store_on_the_same_ray_runs_its_own_job_of_the_same_id(settings, store):
+    """Finding 9: one tenant and Idempotency-Key make the same job id in any store. A job of that
+    id in another store sharing this Ray head (or a wiped one) ran on Ray before; the new one must
+    run as a Ray job of its own, not "end" with the old one's state without running."""
+    key = {"Idempotency-Key": "nightly-both-stores"}
+    with serving(create_app(settings)) as base:
+        c = client(base, TOKEN)
+        first = c.post("/jobs", json=spec("first-store", epochs=40), headers=key).json()["id"]
+        deadline = time.monotonic() + HANG_S
+        while store.status(first).launched_at is None:  # handed to Ray
+            assert time.monotonic() < deadline, "the first store never launched its job"
+            time.sleep(0.2)
+        assert c.post(f"/jobs/{first}/cancel").json()["state"] == "CANCELLED"
+    bucket = f"e2e-{uuid.uuid4().hex[:12]}"
+    s3_client(settings.s3).create_bucket(Bucket=bucket)
+    other = settings.model_copy(update={"store_uri": f"s3://{bucket}/store"})
+    with serving(create_app(other)) as base:
+        c = client(base, TOKEN)
+        second = c.post("/jobs", json=spec("second-store", epochs=1), headers=key).json()["id"]
+        assert second == first  # the same id, by design
+        done = wait_for(c, second, ended, "ended")
+        assert done["state"] == "SUCCEEDED", done["error"]
+        assert done["progress"]["step"] == done["progress"]["total_steps"] == 8
+    theirs = JobStore(open_storage(other.store_uri, other.s3)).status(second).ray_submission_id
+    assert theirs != store.status(first).ray_submission_id
+    assert _ray(settings).state(theirs) is not None  # a Ray job of its own
+
+
+@contextmanager
+def read_only_s3() -> Iterator[str]:
+    """Another endpoint onto the moto server's buckets (moto keeps them in this process) that
+    answers every write 403 AccessDenied: the store as a driver with read-only credentials (or
+    under a bucket policy that denies it writes) sees it."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    moto = DomainDispatcherApplication(create_backend_app)
+    denied = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+
+    def app(environ, start_response):
+        if environ["REQUEST_METHOD"] in ("PUT", "POST", "DELETE"):
+            start_response(
+                "403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(denied)))]
+            )
+            return [denied]
+        return moto(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+def test_a_driver_that_cannot_write_the_store_fails_with_the_cause(settings):
+    """Finding 10: a job whose driver may read but not write the store failed with 1,243 characters
+    of unrelated Ray log as its error. Its error is the cause, in a line."""
+    with read_only_s3() as endpoint:
+        app = create_app(settings)
+        scheduler = app.state.ctx.scheduler
+        scheduler.job_env = scheduler.job_env | {"ANCHOR_OPT_S3_ENDPOINT_URL": endpoint}  # the driver's view
+        with serving(app) as base:
+            c = client(base, TOKEN)
+            job_id = c.post("/jobs", json=spec("read-only", epochs=1)).json()["id"]
+            job = wait_for(c, job_id, ended, "ended")
+    assert job["state"] == "FAILED"
+    assert job["error"].startswith("Ray job FAILED: the driver exited with code 2: s3://"), job["error"]
+    assert job["error"].endswith("status.json: write failed: AccessDenied Access Denied"), job["error"]

@@ -5,22 +5,25 @@ test_jobs_e2e.py runs them on a real Ray)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from service.app import create_app
 from service.auth import hash_token
+from service.launcher import RayJobs
 from service.settings import ServiceSettings, TokenEntry
 from trainer.jobs.schema import JobStatus
 from trainer.jobs.spec import JobSpec, JobState
 from trainer.jobs.store import JOB_KEY, JobStore
 from trainer.outputs import SNAPSHOT_PREFIX
 from trainer.run import train
-from trainer.storage import LocalStorage
+from trainer.storage import LocalStorage, StorageSettings, s3_client
 
 from ..trainer.conftest import small_config
-from .conftest import client, serving
+from .conftest import client, free_port, serving
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TOKENS = {"team-a": "token-of-team-a", "team-b": "token-of-team-b"}
@@ -246,7 +249,8 @@ def test_an_unreadable_record_is_left_out_not_a_failure(api, a):
 def test_a_job_folder_is_listed_once_its_record_is_written(api, a):
     """Listings read the folders under jobs/: one without its job.json yet is skipped, not forgotten."""
     _, store, _, _ = api
-    store.storage.write_bytes(store.key("late-record", "status.json"), b"{}")
+    queued = JobStatus(state=JobState.QUEUED, updated_at=time.time())
+    store.storage.write_bytes(store.key("late-record", "status.json"), queued.model_dump_json().encode())
 
     def listed() -> list[str]:
         return [j["id"] for j in a.get("/jobs", params={"limit": 500}).json()["items"]]
@@ -284,3 +288,83 @@ def test_a_restarted_service_serves_every_job_as_before(api, a):
     with serving(create_app(settings, schedule=False)) as again:
         after = client(again, TOKENS["team-a"]).get("/jobs", params={"limit": 500}).json()["items"]
     assert after == before and before
+
+
+def _tokens() -> list[TokenEntry]:
+    return [TokenEntry(tenant=t, sha256=hash_token(k)) for t, k in TOKENS.items()]
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_parallel_submits_with_one_key_are_one_job_and_its_replays(backend, tmp_path, request):
+    """Finding 8: 20 POSTs at once with one Idempotency-Key, three keys in a row: one job each,
+    and every other answer its replay (a replay read status before the create had written it)."""
+    if backend == "local":
+        uri, s3 = str(tmp_path / "store"), StorageSettings()
+    else:
+        bucket, s3 = request.getfixturevalue("s3_bucket")
+        uri = f"s3://{bucket}/store"
+    settings = ServiceSettings(store_uri=uri, s3=s3, tokens=_tokens())
+    with serving(create_app(settings, schedule=False)) as base:
+        clients = [client(base, TOKENS["team-a"]) for _ in range(20)]
+        for key in ("burst-1", "burst-2", "burst-3"):
+            ready = threading.Barrier(len(clients))
+
+            def post(c, key=key, ready=ready):
+                ready.wait()  # all 20 requests leave together
+                return c.post("/jobs", json=SPEC, headers={"Idempotency-Key": key})
+
+            with ThreadPoolExecutor(len(clients)) as pool:
+                answers = list(pool.map(post, clients))
+            assert [r.status_code for r in answers] == [201] * 20, [
+                r.text for r in answers if r.status_code != 201
+            ]
+            assert len({r.json()["id"] for r in answers}) == 1
+            assert [r.headers.get("idempotent-replayed") for r in answers].count("true") == 19
+            assert {r.json()["state"] for r in answers} == {"QUEUED"}
+
+
+def test_a_store_that_does_not_answer_is_a_503_with_retry_after(s3_endpoint, tmp_path):
+    """Finding 10: an outage is neither the request's fault nor a bug. A store whose endpoint
+    refuses connections, then a real S3 endpoint (moto) that stops while the service runs."""
+    from moto.server import ThreadedMotoServer
+
+    closed = StorageSettings(endpoint_url=f"http://127.0.0.1:{free_port()}", path_style=True, max_attempts=1)
+    settings = ServiceSettings(store_uri="s3://nowhere/store", s3=closed, tokens=_tokens())
+    with serving(create_app(settings, schedule=False)) as base:
+        c = client(base, TOKENS["team-a"])
+        for r in (c.get("/jobs"), c.post("/jobs", json=SPEC), c.get("/jobs/k0123456789abcdef")):
+            problem = _problem(r, 503, "job store is unavailable")
+            assert r.headers["retry-after"] == "5" and "127.0.0.1" not in problem["detail"]
+
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    s3 = StorageSettings(endpoint_url=f"http://127.0.0.1:{port}", path_style=True, max_attempts=1)
+    s3_client(s3).create_bucket(Bucket="outage")
+    settings = ServiceSettings(store_uri="s3://outage/store", s3=s3, tokens=_tokens())
+    with serving(create_app(settings, schedule=False)) as base:
+        c = client(base, TOKENS["team-a"])
+        job = c.post("/jobs", json=SPEC).json()["id"]
+        assert c.get("/jobs").status_code == 200
+        moto.stop()
+        for r in (c.get("/jobs"), c.get(f"/jobs/{job}"), c.post(f"/jobs/{job}/cancel")):
+            _problem(r, 503, "job store is unavailable")
+            assert r.headers["retry-after"] == "5"
+
+
+def test_a_ray_head_that_is_gone_is_a_503_with_retry_after(tmp_path):
+    """Finding 10: the logs of a launched job come from Ray; with its head gone, that is a 503."""
+    settings = ServiceSettings(store_uri=str(tmp_path / "store"), tokens=_tokens())
+    gone = RayJobs(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    app = create_app(settings, launcher=gone, schedule=False)
+    store = app.state.ctx.store
+    with serving(app) as base:
+        c = client(base, TOKENS["team-a"])
+        job = c.post("/jobs", json=SPEC).json()["id"]
+        now = time.time()
+        store.write_status(job, JobStatus(state=JobState.QUEUED, launched_at=now, updated_at=now))
+        r = c.get(f"/jobs/{job}/logs")
+        _problem(r, 503, "Ray cluster is unavailable")
+        assert r.headers["retry-after"] == "5"
+        cancelled = c.post(f"/jobs/{job}/cancel")  # recorded now; the stop is retried at each tick
+        assert cancelled.status_code == 200 and cancelled.json()["state"] == "CANCELLED"

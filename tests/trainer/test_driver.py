@@ -40,3 +40,27 @@ def test_a_run_cancelled_before_its_driver_started_is_not_trained(tmp_path):
     ended = train_to_end(writer, TrainConfig(), Resources(), StorageSettings())
     assert ended.state is JobState.CANCELLED and ended.error == "cancelled by request"
     assert [k for k in writer.keys("")] == ["status.json"]
+
+
+def test_every_restart_is_counted_even_of_attempts_that_died_before_reporting(ray_cluster, tmp_path):
+    """Finding 10: Ray Train restarts a worker group that died, `resources.max_failures` times.
+    Here rank 0 dies as each of the first two attempts starts, before it reports anything (as bad
+    data or a store it cannot write would make it); the third runs to the end. Counting only
+    attempts that had reported progress said `attempt: 0`."""
+    from trainer.driver import run_job
+    from trainer.jobs.spec import JobSpec, JobState
+    from trainer.jobs.store import JobStore
+    from trainer.storage import LocalStorage
+
+    from .conftest import small_config
+
+    store = JobStore(LocalStorage(tmp_path / "store"))
+    resources = {"workers": 1, "cpus_per_worker": 1, "max_failures": 2}
+    spec = JobSpec.model_validate(small_config("optim.epochs=1").model_dump() | {"resources": resources})
+    job = store.create(spec).id
+    fault = {"rank": 0, "step": 0, "marker": str(tmp_path / "died"), "times": 2}
+    status = run_job(job, store.storage.uri, fault=fault)
+    assert status.state is JobState.SUCCEEDED, status.error
+    assert status.attempt == 2 and store.status(job).attempt == 2
+    assert (tmp_path / "died").exists() and (tmp_path / "died.1").exists()  # both attempts did die
+    assert status.starts == 3

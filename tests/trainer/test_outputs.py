@@ -54,3 +54,15 @@ def test_an_ended_status_is_final_unless_reopened(tmp_path):
     assert writer.status() == late
     again = writer.update_status(reopen=True, state=JobState.RUNNING, error=None)
     assert again.state is JobState.RUNNING and again.error is None
+
+
+def test_each_start_of_training_is_counted(tmp_path):
+    from trainer.jobs.spec import JobState
+
+    writer = RunWriter(tmp_path)
+    assert writer.start_attempt().attempt == 0  # the first start
+    writer.update_status(state=JobState.RUNNING, step=0)  # it died before it reported any step
+    again = writer.start_attempt()
+    assert again.attempt == 1 and again.starts == 2 and again.state is JobState.RUNNING
+    writer.update_status(state=JobState.CANCELLED)
+    assert writer.start_attempt().attempt == 1  # an ended run is not started again

@@ -6,8 +6,11 @@
     jobs/<id>/metrics/<epoch>.json  EpochMetrics    losses, learning rates, evaluation    (trainer)
     jobs/<id>/result.json           JobResult       final anchors, metrics, artifact keys (trainer)
 
-"trainer" is the run's rank 0. *The service writes the first (QUEUED) status and the terminal
-state of a job it finds dead; the trainer writes every other.
+"trainer" is the run's rank 0 (and its driver). *The service writes the launch (`launched_at`), a
+cancel, and the end of a job it finds dead; the trainer writes every other change. Every one of them
+is a compare-and-swap (trainer.jobs.transitions), so none is lost and an ended state is final. A job
+whose status.json is not written yet is QUEUED since `submitted_at` (job.json is the only object a
+submit writes, so a job is created whole or not at all).
 
 The trainer writes plain dicts; these models are how readers (the service, tests, other tools)
 parse them. Documents may carry fields added later (`extra="allow"`), so an older reader keeps
@@ -56,10 +59,14 @@ class JobStatus(_Document):
     eta_s: float | None = None  # seconds to the end at the current throughput
     phase: str | None = None  # "warmup" (anchor tricks on) or "main" while it trains
     workers: int | None = None  # DDP ranks
-    attempt: int = 0  # how many times the run resumed from a checkpoint (after a worker failure)
+    attempt: int = 0  # how many times the run's training restarted (after a worker failure, or resumed)
+    starts: int = 0  # training starts so far (RunWriter.start_attempt), this one included
     resumed_from_step: int | None = None  # the checkpoint's step, when this attempt resumed from one
     error: str | None = None  # why it FAILED (or was CANCELLED)
     launched_at: float | None = None  # when the service handed the job to Ray (None: still waiting)
+    # The Ray job it was handed to as: `<job id>-<random>`, new at each launch, so a job id that an
+    # older store (or another store on the same cluster) also used never names that store's Ray job.
+    ray_submission_id: str | None = None
     updated_at: float
     started_at: float | None = None
     finished_at: float | None = None

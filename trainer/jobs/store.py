@@ -1,15 +1,19 @@
 """A job's objects in storage: `jobs/<id>/...` in a local folder or an S3 bucket (trainer.storage).
 
     store = JobStore(open_storage("s3://anchor-opt", settings))
-    record = store.create(spec, submitted_by="team-a")      # job.json (conditional create) + QUEUED
-    store.write_status(record.id, JobStatus(state=JobState.RUNNING, ...))
+    record = store.create(spec, submitted_by="team-a")      # job.json alone (conditional create)
+    store.status(record.id)                                   # QUEUED at submitted_at until written
+    store.update_status(record.id, {"state": JobState.CANCELLED, "error": "..."})  # compare-and-swap
     store.snapshots(record.id, since_step=100)                # what a poller has not seen yet
 
-One writer per key (DESIGN.md): the service creates job.json and the first status; the trainer's
-rank 0 writes status, snapshots, metrics and result while it runs; the service writes the terminal
-state of a job it finds dead. Every write replaces a whole object, so a reader sees the old or the
-new document, never half of one. The keys under a job's prefix are trainer.outputs' run keys, so a
-local run folder and a job prefix have the same layout.
+One writer per key (DESIGN.md): the service creates job.json, once; the trainer's rank 0 writes
+snapshots, metrics and result while it runs. status.json has several writers (the trainer's
+progress and end, the service's launch, cancel and the end of a job it finds dead), and every one
+goes through trainer.jobs.transitions: a compare-and-swap, so none is lost and an ended state is
+final. Creating a job writes one object, so a job exists whole or not at all: until its first
+status write, a job is QUEUED since it was submitted. Every write replaces a whole object, so a
+reader sees the old or the new document, never half of one. The keys under a job's prefix are
+trainer.outputs' run keys, so a local run folder and a job prefix have the same layout.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pydantic import BaseModel
 
 from trainer.jobs.schema import AnchorSnapshot, EpochMetrics, JobRecord, JobResult, JobStatus
 from trainer.jobs.spec import JobSpec, JobState
+from trainer.jobs.transitions import Change, transition
 from trainer.outputs import METRICS_PREFIX, RESULT_KEY, SNAPSHOT_PREFIX, STATUS_KEY
 from trainer.storage import AlreadyExists, NotFound, Storage
 
@@ -77,7 +82,8 @@ class JobStore:
         submitted_by: str | None = None,
         idempotency_key: str | None = None,
     ) -> JobRecord:
-        """Records a new job (job.json, created only if absent) and its QUEUED status.
+        """Records a new job: its job.json, created only if absent, and nothing else (the job is
+        QUEUED until its status is first written), so a failed submit leaves no half of a job.
 
         JobExists if the id is taken: the existing job is not touched.
         """
@@ -88,20 +94,27 @@ class JobStore:
             submitted_by=submitted_by,
             idempotency_key=idempotency_key,
         )
+        key, data = self.key(record.id, JOB_KEY), _dump(record)
         try:
-            self.storage.write_bytes(self.key(record.id, JOB_KEY), _dump(record), if_absent=True)
+            self.storage.write_bytes(key, data, if_absent=True)
         except AlreadyExists:
+            # A retried request whose first try did land (its answer was lost) finds its own record.
+            try:
+                if self.storage.read_bytes(key) == data:
+                    return record
+            except NotFound:
+                pass
             raise JobExists(
                 f"job {record.id} already exists", self.storage.uri_for(self.key(record.id))
             ) from None
-        self.write_status(record.id, JobStatus(state=JobState.QUEUED, updated_at=record.submitted_at))
         return record
 
     def job_ids(self) -> list[str]:
         """The id of every job folder, oldest first for ids from `new_job_id`.
 
         One listing of the folders under `jobs/`, not of every object in them. A folder can be listed
-        before its job.json is written (or a stray one without it): `record()` then raises UnknownJob.
+        before its job.json is written, or after it was deleted (or a stray one without it): `record()`
+        then raises UnknownJob.
         """
         return [name for name in self.storage.folders(JOBS_PREFIX) if JOB_ID.match(name)]
 
@@ -114,9 +127,25 @@ class JobStore:
         return self._read(job_id, JOB_KEY, JobRecord)
 
     def status(self, job_id: str) -> JobStatus:
-        return self._read(job_id, STATUS_KEY, JobStatus)
+        """The job's status.json, or QUEUED at its submit time while none is written. UnknownJob if
+        there is no such job (read from job.json, not from a record the caller holds: a job deleted
+        meanwhile must not look QUEUED)."""
+        try:
+            return self._parse(self.key(job_id, STATUS_KEY), JobStatus)
+        except NotFound:
+            return self._queued(job_id)
+
+    def update_status(self, job_id: str, change: Change, *, reopen: bool = False) -> JobStatus:
+        """Applies `change` (fields, or a function of the status read) to the job's status as one
+        compare-and-swap (trainer.jobs.transitions); returns the status now stored, which is the
+        ended one, unchanged, when the job had ended (unless `reopen`). UnknownJob if there is no
+        such job (nothing is written for it)."""
+        key = self.key(job_id, STATUS_KEY)
+        return transition(self.storage, key, change, reopen=reopen, initial=lambda: self._queued(job_id))
 
     def write_status(self, job_id: str, status: JobStatus) -> None:
+        """Overwrites status.json with `status`, unconditionally: for tools and tests that set up a
+        state by hand. The service and the trainer never call it (they use `update_status`)."""
         self.storage.write_bytes(self.key(job_id, STATUS_KEY), _dump(status))
 
     def snapshots(self, job_id: str, since_step: int | None = None) -> list[AnchorSnapshot]:
@@ -149,6 +178,11 @@ class JobStore:
             return None
 
     # --- helpers ------------------------------------------------------------------------------------
+
+    def _queued(self, job_id: str) -> JobStatus:
+        """What a job whose status.json is not written yet is: QUEUED since it was submitted."""
+        record = self.record(job_id)  # UnknownJob if job.json is gone too
+        return JobStatus(state=JobState.QUEUED, updated_at=record.submitted_at)
 
     def _read(self, job_id: str, name: str, model: type[_Doc]) -> _Doc:
         key = self.key(job_id, name)

@@ -27,7 +27,12 @@ class NotFound(StorageError, KeyError):
     """No object under the key. Also a KeyError: a storage maps keys to bytes."""
 
 
-class AlreadyExists(StorageError):
+class PreconditionFailed(StorageError):
+    """A conditional write was refused: the object is no longer the version it was read as (`if_match`),
+    or is already there (`if_absent`, as AlreadyExists). Nothing was written; read again and retry."""
+
+
+class AlreadyExists(PreconditionFailed):
     """A conditional create (`if_absent=True`) found an object there; that object was left as it was."""
 
 
@@ -83,6 +88,19 @@ class ObjectInfo:
     etag: str
 
 
+@dataclass(frozen=True)
+class Versioned:
+    """An object's bytes and the version they are (`Storage.read_versioned`), for `write_bytes(if_match=)`.
+
+    S3: the object's ETag, unquoted (the MD5 of a single-part object's bytes). Local: the SHA-256 of
+    the bytes. Both name the content, not the write, so a version that comes back (the same bytes
+    written again) matches again; a compare-and-swap over content is all a status transition needs.
+    """
+
+    data: bytes
+    version: str
+
+
 def check_key(key: str, where: str, *, prefix: bool = False) -> str:
     """`key` when it is a relative `/` path that stays under the root, else InvalidKey.
 
@@ -121,8 +139,19 @@ class Storage(ABC):
         """The object's bytes; NotFound if absent."""
 
     @abstractmethod
-    def write_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
-        """Replaces the object whole. With `if_absent`, creates it only if absent, else AlreadyExists."""
+    def read_versioned(self, key: str) -> Versioned:
+        """The object's bytes with their version, for a conditional rewrite; NotFound if absent."""
+
+    @abstractmethod
+    def write_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> None:
+        """Replaces the object whole. With `if_absent`, creates it only if absent, else AlreadyExists.
+
+        With `if_match` (a `Versioned.version` of this key), replaces it only if it is still that
+        version, atomically (S3 If-Match; a compare-and-swap under a lock on a folder), else
+        PreconditionFailed, also when it was deleted meanwhile.
+        """
 
     @abstractmethod
     def stat(self, key: str) -> ObjectInfo:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import secrets
 import shutil
@@ -15,8 +17,10 @@ from trainer.storage.base import (
     AlreadyExists,
     NotFound,
     ObjectInfo,
+    PreconditionFailed,
     Storage,
     StorageError,
+    Versioned,
     check_folder,
     check_key,
 )
@@ -51,6 +55,31 @@ def write_atomically(dest: Path, fill: Callable[[BinaryIO], object], uri: str, *
 
 
 @contextmanager
+def _locked(path: Path, uri: str) -> Iterator[None]:
+    """Holds an exclusive flock on the lock file beside `path` (named with TMP_PREFIX, so never listed
+    and never a key) while the block runs: one compare-and-swap of the key at a time, across threads
+    and processes, on NFS too (a lock file, not the folder: NFS locks need a file open for writing).
+    The lock file stays: removing it would race a writer already waiting on it."""
+    lock = path.with_name(f"{TMP_PREFIX}{path.name[:96]}.lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StorageError(f"{uri}: write failed: cannot open its lock: {exc}", uri) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def content_version(data: bytes) -> str:
+    """A local object's version: what its bytes are, not when or how they were written. A stat
+    identity (inode, mtime, size) would not do: inodes are reused and mtimes are coarse, so a key
+    rewritten twice within a clock tick could look unchanged."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextmanager
 def _reading(uri: str) -> Iterator[None]:
     """A missing file, or a folder where a file was asked for, is NotFound; other OS errors StorageError."""
     try:
@@ -76,8 +105,29 @@ class LocalStorage(Storage):
         with _reading(self.uri_for(key)):
             return path.read_bytes()
 
-    def write_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
-        write_atomically(self._path(key), lambda f: f.write(data), self.uri_for(key), if_absent=if_absent)
+    def read_versioned(self, key: str) -> Versioned:
+        data = self.read_bytes(key)  # one file, whole: a rewrite replaces the file, never edits it
+        return Versioned(data, content_version(data))
+
+    def write_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> None:
+        path, uri = self._path(key), self.uri_for(key)
+        if if_match is None:
+            write_atomically(path, lambda f: f.write(data), uri, if_absent=if_absent)
+            return
+        if if_absent:
+            raise ValueError("write_bytes: if_absent and if_match exclude each other")
+        with _locked(path, uri):  # compare, then replace, with no other compare-and-swap in between
+            try:
+                current = path.read_bytes()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                current = None
+            except OSError as exc:
+                raise StorageError(f"{uri}: write failed: {exc}", uri) from exc
+            if current is None or content_version(current) != if_match:
+                raise PreconditionFailed(f"{uri}: changed since it was read (conditional write refused)", uri)
+            write_atomically(path, lambda f: f.write(data), uri)
 
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)

@@ -17,17 +17,20 @@ from trainer.storage.base import (
     AlreadyExists,
     NotFound,
     ObjectInfo,
+    PreconditionFailed,
     Storage,
     StorageError,
     StorageSettings,
+    Versioned,
     check_folder,
     check_key,
 )
 from trainer.storage.local import write_atomically
 
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
-# S3 answers a refused If-None-Match with 412; 409 when another conditional write of the key is in flight.
-_PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+# S3 answers a refused If-None-Match or If-Match with 412; 409 when another conditional write of the
+# key is in flight (the one to retry after).
+_PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 # One boto3 session per process, as boto3.client() does (so default-chain credentials are resolved
 # once): a client from a fresh session parses the S3 model again (~0.1 s). Sessions are not
 # thread-safe, so clients are made under a lock; clients themselves are.
@@ -59,17 +62,24 @@ def s3_client(settings: StorageSettings):
 
 
 @contextmanager
-def _s3_errors(uri: str, action: str, *, conditional: bool = False) -> Iterator[None]:
-    """Maps botocore errors to NotFound / AlreadyExists / StorageError naming `uri`."""
+def _s3_errors(uri: str, action: str, *, refused: str | None = None) -> Iterator[None]:
+    """Maps botocore errors to NotFound / AlreadyExists / PreconditionFailed / StorageError naming `uri`.
+
+    `refused`: the condition of a conditional write ("absent" for If-None-Match, "match" for If-Match)."""
     try:
         yield
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
+        if refused == "absent" and code in _PRECONDITION_CODES:
+            raise AlreadyExists(f"{uri}: already exists (conditional create refused)", uri) from None
+        if refused == "match" and (code in _PRECONDITION_CODES or code in _NOT_FOUND_CODES):
+            # NoSuchKey: deleted since it was read, which is a change too.
+            raise PreconditionFailed(
+                f"{uri}: changed since it was read (conditional write refused)", uri
+            ) from None
         if code in _NOT_FOUND_CODES:
             raise NotFound(f"{uri}: no such object", uri) from None
-        if conditional and code in _PRECONDITION_CODES:
-            raise AlreadyExists(f"{uri}: already exists (conditional create refused)", uri) from None
         raise StorageError(
             f"{uri}: {action} failed: {code} {error.get('Message', '')}".rstrip(), uri
         ) from exc
@@ -103,10 +113,25 @@ class S3Storage(Storage):
         with _s3_errors(self.uri_for(key), "read"):
             return self.client.get_object(Bucket=self.bucket, Key=full)["Body"].read()
 
-    def write_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
-        extra = {"IfNoneMatch": "*"} if if_absent else {}  # S3 conditional write: refused if the key exists
+    def read_versioned(self, key: str) -> Versioned:
         full = self._key(key)
-        with _s3_errors(self.uri_for(key), "write", conditional=if_absent):
+        with _s3_errors(self.uri_for(key), "read"):
+            got = self.client.get_object(Bucket=self.bucket, Key=full)
+            return Versioned(got["Body"].read(), got["ETag"].strip('"'))  # the ETag of these very bytes
+
+    def write_bytes(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> None:
+        # S3 conditional writes (botocore >= 1.35.69 for IfMatch): the check and the write are one step.
+        if if_absent and if_match is not None:
+            raise ValueError("write_bytes: if_absent and if_match exclude each other")
+        extra, refused = {}, None
+        if if_absent:
+            extra, refused = {"IfNoneMatch": "*"}, "absent"
+        elif if_match is not None:
+            extra, refused = {"IfMatch": f'"{if_match}"'}, "match"
+        full = self._key(key)
+        with _s3_errors(self.uri_for(key), "write", refused=refused):
             self.client.put_object(Bucket=self.bucket, Key=full, Body=data, **extra)
 
     def stat(self, key: str) -> ObjectInfo:

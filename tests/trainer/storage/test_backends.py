@@ -6,6 +6,8 @@ Then what only LocalStorage (atomic replace, failed writes) or S3Storage (paging
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from trainer.storage import (
     InvalidKey,
     LocalStorage,
     NotFound,
+    PreconditionFailed,
     S3Storage,
     Storage,
     StorageError,
@@ -122,6 +125,84 @@ def test_conditional_create_is_refused_the_second_time(store):
     store.delete("jobs/abc/job.json")
     store.write_bytes("jobs/abc/job.json", b"third", if_absent=True)
     assert store.read_bytes("jobs/abc/job.json") == b"third"
+
+
+def test_a_conditional_write_replaces_only_the_version_it_read(store):
+    store.write_bytes("jobs/abc/status.json", b'{"state": "RUNNING"}')
+    got = store.read_versioned("jobs/abc/status.json")
+    assert got.data == b'{"state": "RUNNING"}' and got.version
+    store.write_bytes("jobs/abc/status.json", b'{"state": "CANCELLED"}', if_match=got.version)
+    with pytest.raises(PreconditionFailed, match="changed since it was read") as err:
+        store.write_bytes("jobs/abc/status.json", b'{"state": "RUNNING", "step": 4}', if_match=got.version)
+    assert err.value.uri == store.uri_for("jobs/abc/status.json") and isinstance(err.value, StorageError)
+    assert store.read_bytes("jobs/abc/status.json") == b'{"state": "CANCELLED"}'  # the refused write left it
+    now = store.read_versioned("jobs/abc/status.json")
+    assert now.version != got.version
+    store.write_bytes("jobs/abc/status.json", b'{"state": "RUNNING"}', if_match=now.version)
+    assert store.read_versioned("jobs/abc/status.json").version == got.version  # the version names the bytes
+    store.delete("jobs/abc/status.json")
+    with pytest.raises(PreconditionFailed):  # deleted since it was read is changed too
+        store.write_bytes("jobs/abc/status.json", b"{}", if_match=got.version)
+    with pytest.raises(NotFound):
+        store.read_versioned("jobs/abc/status.json")
+    assert store.list() == []  # nothing of the conditional writes is listed (the local lock file)
+    assert isinstance(AlreadyExists("x"), PreconditionFailed)  # one family of refused conditions
+    with pytest.raises(ValueError, match="exclude each other"):
+        store.write_bytes("k", b"x", if_absent=True, if_match=got.version)
+
+
+def _increment(store: Storage, key: str, times: int) -> int:
+    """Adds 1 to the number stored at `key`, `times` times, each a read then a conditional write
+    retried until it lands; returns how many writes were refused on the way."""
+    refused = 0
+    for _ in range(times):
+        while True:
+            got = store.read_versioned(key)
+            try:
+                store.write_bytes(key, b"%d" % (int(got.data) + 1), if_match=got.version)
+                break
+            except PreconditionFailed:
+                refused += 1
+    return refused
+
+
+def test_racing_read_modify_write_cycles_never_lose_an_update(store):
+    """The compare-and-swap is atomic: threads incrementing one counter lose no increment (with a
+    plain read-then-write, most of them would be lost)."""
+    store.write_bytes("counter", b"0")
+    threads, times, refused = 6, 15, []
+    workers = [
+        threading.Thread(target=lambda: refused.append(_increment(store, "counter", times)))
+        for _ in range(threads)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert int(store.read_bytes("counter")) == threads * times
+    assert sum(refused) > 0  # they did race
+
+
+def test_local_compare_and_swap_holds_across_processes(tmp_path):
+    """The lock is an flock on a file: processes (Ray workers, the service) exclude each other too."""
+    store = LocalStorage(tmp_path)
+    store.write_bytes("jobs/a/counter", b"0")
+    code = (
+        "import sys; from trainer.storage import LocalStorage; "
+        "from tests.trainer.storage.test_backends import _increment; "
+        "print(_increment(LocalStorage(sys.argv[1]), 'jobs/a/counter', 40))"
+    )
+    root = Path(__file__).resolve().parents[3]
+    env = os.environ | {"PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, env=env)
+        for _ in range(3)
+    ]
+    for proc in procs:
+        proc.communicate(timeout=120)
+        assert proc.returncode == 0
+    assert int(store.read_bytes("jobs/a/counter")) == 120
+    assert [o.key for o in store.list()] == ["jobs/a/counter"]
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)
@@ -273,6 +354,28 @@ def test_s3_connection_errors_are_retried(s3_bucket):
     store.write_bytes("k", b"survived")
     assert sends == ["PUT", "PUT"]
     assert store.read_bytes("k") == b"survived"
+
+
+def test_s3_conditional_writes_send_if_match_and_if_none_match(s3_bucket):
+    """What reaches the endpoint: the ETag read, quoted, as If-Match; '*' as If-None-Match (moto
+    5.2 enforces both, as S3 does)."""
+    bucket, settings = s3_bucket
+    store = S3Storage(bucket, "", settings)
+    headers = []
+    store.client.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **kw: headers.append(
+            {k: v if isinstance(v, str) else v.decode() for k, v in request.headers.items()}
+        ),
+    )
+    store.write_bytes("k", b"one", if_absent=True)
+    got = store.read_versioned("k")
+    assert got.version == store.stat("k").etag  # S3's version is the object's ETag
+    store.write_bytes("k", b"two", if_match=got.version)
+    assert headers[0]["If-None-Match"] == "*" and "If-Match" not in headers[0]
+    assert headers[1]["If-Match"] == f'"{got.version}"'
+    with pytest.raises(PreconditionFailed):
+        store.write_bytes("k", b"three", if_match=got.version)
 
 
 def test_s3_gives_up_after_max_attempts(s3_bucket):
