@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.auth import AuthenticateFirst, Authenticator, AuthError
 from service.bind_guard import LoopbackGuard
 from service.capacity import driver_env
+from service.fairness import TenantLimits
 from service.launcher import RayUnavailable, storage_env
 from service.limits import BodyLimit
 from service.plots import AnchorPlots
@@ -123,6 +124,9 @@ def create_app(settings: ServiceSettings | None = None, launcher=None, schedule:
         settings.max_running_jobs,
         settings.scheduler_interval_s,
         job_env=storage_env(settings.s3, secrets=False) | driver_env(settings),
+        limits=lambda tenant: TenantLimits(
+            settings.tenant_limit(tenant, "max_running_jobs"), settings.tenant_limit(tenant, "max_gpus")
+        ),
     )
     app.state.ctx = Context(settings, store, records, scheduler, AnchorPlots(store),
                             Authenticator(settings.tokens), launcher)  # fmt: skip

@@ -85,6 +85,7 @@ def follow(api, job_id: str, plot: str | None = None) -> int:
             snapshots += api.anchors(job_id, since_step=snapshots[-1]["step"] if snapshots else None)
             p = job["progress"]
             info = job["state"].lower() if job["state"] != "RUNNING" or not p["total_steps"] else _info(p)
+            info = p.get("waiting") or info  # queued behind a limit, or waiting for the cluster
             progress.update(task, completed=p["step"], total=p["total_steps"], info=info)
             live.update(Group(progress, anchors_table(snapshots)) if snapshots else Group(progress))
             if job["state"] in ENDED:

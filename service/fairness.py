@@ -17,6 +17,7 @@ Pure functions of what the scheduler read from the store: tested without Ray or 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -46,12 +47,12 @@ def plan(
     queued: list[Job],
     active: list[Job],
     max_running: int,
-    limits: dict[str, TenantLimits],
+    limits: Callable[[str], TenantLimits | None],
     last_tenant: str | None = None,
 ) -> Plan:
     """Jobs of `queued` (oldest first) to start now, given the `active` ones, and why the rest wait.
 
-    `limits` maps a tenant to its limits (absent: none of its own)."""
+    `limits(tenant)` gives a tenant's limits (None: none of its own)."""
     running: dict[str, int] = {}
     gpus: dict[str, float] = {}
     for job in active:
@@ -70,7 +71,7 @@ def plan(
             if free <= 0 or tenant in blocked or not lines[tenant]:
                 continue
             job = lines[tenant][0]
-            reason = _over_limit(job, running.get(tenant, 0), gpus.get(tenant, 0.0), limits.get(tenant))
+            reason = _over_limit(job, running.get(tenant, 0), gpus.get(tenant, 0.0), limits(tenant))
             if reason:
                 blocked[tenant] = reason
                 continue
@@ -89,7 +90,7 @@ def plan(
     for tenant in order:
         if tenant not in blocked and lines[tenant]:  # not reached before the slots ran out: at a limit too?
             head = lines[tenant][0]
-            reason = _over_limit(head, running.get(tenant, 0), gpus.get(tenant, 0.0), limits.get(tenant))
+            reason = _over_limit(head, running.get(tenant, 0), gpus.get(tenant, 0.0), limits(tenant))
             if reason:
                 blocked[tenant] = reason
         for job in lines[tenant] if tenant in blocked else []:

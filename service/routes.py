@@ -85,6 +85,7 @@ def submit_job(
         digest = hashlib.sha256(f"{caller.tenant}\0{idempotency_key}".encode()).hexdigest()
         job_id = "k" + digest[:31]  # the same key always names the same job: the store's create is atomic
     store: JobStore = ctx.store
+    _within_tenant_limits(ctx, caller.tenant, spec, replay_of=job_id)
     try:
         record = store.create(
             spec, job_id=job_id, submitted_by=caller.tenant, idempotency_key=idempotency_key
@@ -101,6 +102,31 @@ def submit_job(
     response.headers["Location"] = f"/jobs/{record.id}"
     with _existing(request, record.id):
         return views.summary(views.JobEntry.of(record), store.status(record.id))
+
+
+def _within_tenant_limits(ctx, tenant: str, spec: JobSpec, replay_of: str | None) -> None:
+    """A job its tenant's GPU limit could never start is a 422; a submit over the tenant's queued-job
+    limit is a 429 (not for the replay of a job already accepted). The count is read at submit:
+    parallel submits may pass it by the few that race."""
+    r = spec.resources
+    max_gpus = ctx.settings.tenant_limit(tenant, "max_gpus")
+    if max_gpus is not None and r.workers * r.gpus_per_worker > max_gpus:
+        raise HTTPException(
+            422,
+            f"resources.gpus_per_worker: {r.workers} worker(s) x {r.gpus_per_worker:g} GPUs is more than "
+            f"the {max_gpus:g} GPUs tenant {tenant!r} may use at once",
+        )
+    if replay_of is not None and ctx.store.exists(replay_of):
+        return
+    limit = ctx.settings.tenant_limit(tenant, "max_queued_jobs")
+    queued = ctx.scheduler.queued(tenant)
+    if queued >= limit:
+        raise HTTPException(
+            429,
+            f"tenant {tenant!r} has {queued} job(s) waiting to start, its limit (max_queued_jobs); submit "
+            "again once some have started, or cancel some",
+            headers={"Retry-After": str(max(1, round(ctx.settings.scheduler_interval_s * 5)))},
+        )
 
 
 @router.get("", response_model=JobList)

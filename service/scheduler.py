@@ -10,7 +10,9 @@ A background thread ticks every few seconds (and at once when a job is submitted
    running forever. A QUEUED job marked launched that Ray does not know (the service died between
    the two) is submitted again: submitting is idempotent under the submission id recorded with the
    mark.
-2. start: the oldest QUEUED jobs not yet launched, while fewer than the limit are active.
+2. start: QUEUED jobs not yet launched, while fewer than `max_running_jobs` are active, taking
+   tenants in turn and each within its own limits (service.fairness); every job left waiting gets
+   its reason in its status (`waiting`), written when it changes.
 
 Each job is handled on its own: one whose documents cannot be read (garbage, or gone) is logged
 and skipped, never a reason to stop scheduling the others; only Ray being unreachable ends a tick
@@ -31,7 +33,9 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 
+from service.fairness import Job, TenantLimits, plan
 from service.launcher import RayUnavailable
 from service.views import Records
 from trainer.jobs.schema import JobStatus
@@ -46,11 +50,18 @@ MAX_REASON_CHARS = 300  # what a status says of Ray's reason; Ray's job logs kee
 _DRIVER_ERROR = re.compile(r"^(?:error: |job \S+ (?:FAILED|CANCELLED): )(?P<cause>.+)$")
 
 
+def _no_limits(tenant: str) -> TenantLimits | None:
+    return None
+
+
 class Scheduler:
     def __init__(self, store: JobStore, records: Records, launcher, store_uri: str, max_running: int,
-                 interval_s: float = 2.0, job_env: dict[str, str] | None = None):  # fmt: skip
+                 interval_s: float = 2.0, job_env: dict[str, str] | None = None,
+                 limits: Callable[[str], TenantLimits | None] = _no_limits):  # fmt: skip
         self.store, self.records, self.launcher = store, records, launcher
         self.job_env = job_env or {}
+        self.limits = limits  # a tenant's own limits (service.fairness)
+        self._last_tenant: str | None = None  # served last: the next free slot goes to the one after
         self.store_uri, self.max_running, self.interval_s = store_uri, max_running, interval_s
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -100,14 +111,28 @@ class Scheduler:
                 if status.state.terminal:
                     self._ended.add(entry.id)
                 else:
-                    unfinished.append((entry.id, status))
-            active = sum(1 for _, s in unfinished if _launched(s))
-            for job_id, status in unfinished:
-                if active >= self.max_running:
-                    break
-                waiting = status.state is JobState.QUEUED and not _launched(status)
-                if waiting and self._guarded(job_id, "launch", self._launch, job_id) is not None:
-                    active += 1
+                    unfinished.append((Job(entry.id, entry.tenant or "", entry.gpus), status))
+            active = [job for job, status in unfinished if _launched(status)]
+            queued = [(job, s) for job, s in unfinished if s.state is JobState.QUEUED and not _launched(s)]
+            decided = plan(
+                [job for job, _ in queued], active, self.max_running, self.limits, self._last_tenant
+            )
+            self._last_tenant = decided.last_tenant
+            for job_id in decided.start:
+                self._guarded(job_id, "launch", self._launch, job_id)
+            for job, status in queued:
+                reason = decided.waiting.get(job.id)
+                if reason is not None and reason != status.waiting:
+                    self._guarded(job.id, "note why it waits", self._note_waiting, job.id, reason)
+
+    def queued(self, tenant: str) -> int:
+        """How many of `tenant`'s jobs wait, not yet handed to Ray (for its max_queued_jobs)."""
+        count = 0
+        for entry in self.records.newest_first():
+            if entry.tenant == tenant and entry.id not in self._ended:
+                status = self.records.status(entry.id)
+                count += status is not None and status.state is JobState.QUEUED and not _launched(status)
+        return count
 
     def _guarded(self, job_id: str, what: str, step, *args) -> JobStatus | None:
         """`step(*args)` for one job; a failure of that job alone is logged (once until it changes)
@@ -146,13 +171,23 @@ class Scheduler:
         def mark(status: JobStatus) -> dict | None:
             if status.state is not JobState.QUEUED or _launched(status):
                 return None  # cancelled, or launched by another replica, meanwhile
-            return {"launched_at": time.time(), "ray_submission_id": f"{job_id}-{secrets.token_hex(4)}"}
+            submission = f"{job_id}-{secrets.token_hex(4)}"
+            return {"launched_at": time.time(), "ray_submission_id": submission, "waiting": None}
 
         marked = self.store.update_status(job_id, mark)
         if marked.state is JobState.QUEUED and _launched(marked):
             self._submit(job_id, marked)
             log.info("job %s submitted to Ray as %s", job_id, submission_id(job_id, marked))
         return marked
+
+    def _note_waiting(self, job_id: str, reason: str) -> JobStatus:
+        """Records why a queued job waits, unless it has started or ended meanwhile."""
+
+        def note(status: JobStatus) -> dict | None:
+            still = status.state is JobState.QUEUED and not _launched(status) and status.waiting != reason
+            return {"waiting": reason} if still else None
+
+        return self.store.update_status(job_id, note)
 
     def _submit(self, job_id: str, status: JobStatus) -> None:
         """The job's driver as a Ray job: `anchor-opt run-job`. The driver claims no CPU or GPU: it

@@ -36,6 +36,9 @@ class Progress(BaseModel):
     images_per_s: float | None = None
     eta_s: float | None = None
     attempt: int = 0  # restarts from a checkpoint after a worker failure
+    # Why the job is not running (yet): queued behind its tenant's limits or the service's slots, or
+    # started and waiting for the cluster's resources. None once it trains.
+    waiting: str | None = None
 
 
 class JobSummary(BaseModel):

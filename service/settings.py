@@ -29,6 +29,7 @@ from pydantic_settings import (
 from trainer.storage import StorageSettings
 
 SETTINGS_FILE_ENV = "ANCHOR_OPT_SETTINGS_FILE"
+TENANT_LIMITS = ("max_running_jobs", "max_queued_jobs", "max_gpus")  # per tenant: TokenEntry, else tenant_*
 SCHEMES = ("s3", "file")  # dataset URI schemes the service can ever allow ("file" covers plain paths)
 
 
@@ -42,7 +43,12 @@ class TokenEntry(BaseModel):
     name: str | None = Field(None, max_length=100)  # which client holds it, for people and logs
     # The folders and s3:// prefixes this token's jobs may read datasets from, instead of the
     # service's allowed_dataset_roots (None: those). [] admits only the synthetic set.
-    dataset_roots: list[str] | None = None
+    dataset_roots: list[str] | None = Field(None, max_length=100)
+    # This tenant's limits, instead of the service's tenant_* defaults (None: those). A tenant with
+    # several tokens has one set of limits: entries that give a limit must agree on it.
+    max_running_jobs: int | None = Field(None, ge=1, le=1000)  # its jobs on Ray at once
+    max_queued_jobs: int | None = Field(None, ge=0, le=100_000)  # its jobs waiting; a submit beyond: 429
+    max_gpus: float | None = Field(None, ge=0, le=100_000)  # GPUs of its running jobs together
 
     @field_validator("dataset_roots")
     @classmethod
@@ -96,7 +102,14 @@ class ServiceSettings(BaseSettings):
     allowed_schemes: list[str] = Field(default_factory=lambda: list(SCHEMES))
     # Folders and s3://bucket/prefix roots datasets must lie under; none: only the synthetic set.
     allowed_dataset_roots: list[str] = Field(default_factory=list)
-    max_running_jobs: int = Field(2, ge=1, le=1000)  # the rest wait QUEUED, started oldest first
+    # Jobs on Ray at once, all tenants together; the rest wait QUEUED, and start with tenants taken in
+    # turn (service.fairness), oldest first within a tenant.
+    max_running_jobs: int = Field(2, ge=1, le=1000)
+    # Each tenant's limits unless its token entry gives its own: jobs running at once (None: only
+    # max_running_jobs), jobs waiting (a submit beyond is a 429), GPUs its running jobs hold together.
+    tenant_max_running_jobs: int | None = Field(None, ge=1, le=1000)
+    tenant_max_queued_jobs: int = Field(100, ge=0, le=100_000)
+    tenant_max_gpus: float | None = Field(None, ge=0, le=100_000)
     max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20)  # larger request bodies are a 413
     host: str = "127.0.0.1"  # `anchor-opt serve` binds here
     port: int = Field(8000, ge=1, le=65535)
@@ -145,7 +158,20 @@ class ServiceSettings(BaseSettings):
         tenants = [t.sha256 for t in self.tokens]
         if len(set(tenants)) != len(tenants):
             raise ValueError("tokens: the same token hash is listed twice")
+        for field in TENANT_LIMITS:
+            given: dict[str, object] = {}
+            for entry in self.tokens:
+                value = getattr(entry, field)
+                if value is not None and given.setdefault(entry.tenant, value) != value:
+                    raise ValueError(f"tokens: tenant {entry.tenant!r} has two values of {field}")
         return self
+
+    def tenant_limit(self, tenant: str, field: str):
+        """The tenant's `field` (one of TENANT_LIMITS): from its token entries, else the tenant_* default."""
+        for entry in self.tokens:
+            if entry.tenant == tenant and getattr(entry, field) is not None:
+                return getattr(entry, field)
+        return getattr(self, f"tenant_{field}")
 
     @property
     def open_mode(self) -> bool:

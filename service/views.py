@@ -60,10 +60,18 @@ class JobEntry:
     submitted_at: float
     tenant: str | None
     name: str | None
+    gpus: float = 0.0  # resources.workers x gpus_per_worker: what the scheduler's tenant limits count
 
     @classmethod
     def of(cls, record: JobRecord) -> JobEntry:
-        return cls(record.id, record.submitted_at, record.submitted_by, record.spec.name)
+        r = record.spec.resources
+        return cls(
+            record.id,
+            record.submitted_at,
+            record.submitted_by,
+            record.spec.name,
+            r.workers * r.gpus_per_worker,
+        )
 
 
 class SizedLRU(Generic[_K, _V]):

@@ -238,3 +238,85 @@ def test_rays_reason_is_cut_down_to_the_drivers_cause():
     assert ray_reason("STOPPED", None) == "the Ray job ended STOPPED"
     long = ray_reason("FAILED", "x" * 5000)
     assert len(long) == MAX_REASON_CHARS and long.endswith("...")
+
+
+FAIR_SPEC = {"name": "fair", "optim": {"epochs": 1}, "data": {"synthetic": {"num_train": 8}},
+             "resources": {"cpus_per_worker": 1}}  # fmt: skip
+
+
+def _fair_app(tmp_path, ray_head, team_a: dict | None = None, **settings):
+    """Two tenants (tokens `token-team-a`, `token-team-b`; team-a's entry with `team_a`'s limits),
+    one job slot unless `settings` say otherwise; no scheduler thread: the tests tick it."""
+    from service.auth import hash_token
+    from service.settings import TokenEntry
+
+    tokens = [
+        TokenEntry(tenant="team-a", sha256=hash_token("token-team-a"), **(team_a or {})),
+        TokenEntry(tenant="team-b", sha256=hash_token("token-team-b")),
+    ]
+    base = {"store_uri": str(tmp_path / "store"), "tokens": tokens, "max_running_jobs": 1} | settings
+    return create_app(ServiceSettings(**base), launcher=ray_head, schedule=False)
+
+
+def test_tenants_take_turns_and_every_waiting_job_says_why(ray_head, tmp_path):
+    """Finding 7: one global FIFO let team-a's backlog starve team-b. With one slot, team-a queues
+    three jobs, then team-b one: team-b's job starts second, not fourth, and each queued job says
+    why it waits over the API. A submit beyond the tenant's queued-job limit is a 429."""
+    app = _fair_app(tmp_path, ray_head, tenant_max_queued_jobs=3)
+    ctx = app.state.ctx
+    with serving(app) as base:
+        a, b = client(base, "token-team-a"), client(base, "token-team-b")
+        a_jobs = [a.post("/jobs", json=FAIR_SPEC).json()["id"] for _ in range(3)]
+        ctx.scheduler.tick()  # a1 starts
+        b_job = b.post("/jobs", json=FAIR_SPEC).json()["id"]
+        ctx.scheduler.tick()  # the others wait, and say why
+        owner = {j: a for j in a_jobs} | {b_job: b}
+        try:
+            waiting = {
+                j: owner[j].get(f"/jobs/{j}").json()["progress"]["waiting"] for j in (*a_jobs[1:], b_job)
+            }
+            assert waiting[b_job].endswith("0 job(s) ahead of this one"), waiting
+            assert waiting[a_jobs[1]].endswith("1 job(s) ahead of this one"), waiting
+            assert waiting[a_jobs[2]].endswith("2 job(s) ahead of this one"), waiting
+            assert all("all 1 of the service's job slots are taken" in w for w in waiting.values())
+            assert a.post("/jobs", json=FAIR_SPEC).status_code == 201  # a2, a3 and this one: 3 waiting
+            refused = a.post("/jobs", json=FAIR_SPEC)
+            assert refused.status_code == 429 and "max_queued_jobs" in refused.json()["detail"]
+            assert refused.headers["retry-after"]
+            assert b.post("/jobs", json=FAIR_SPEC).status_code == 201  # team-b's own count
+            started = []
+            for _ in range(3):  # each time the running job ends, the slot goes to the next tenant
+                running = [j for j in owner if j not in started and ctx.store.status(j).launched_at]
+                assert len(running) == 1, running
+                started += running
+                assert owner[running[0]].post(f"/jobs/{running[0]}/cancel").status_code == 200
+                ctx.scheduler.tick()
+            assert started == [a_jobs[0], b_job, a_jobs[1]], started
+            assert ctx.store.status(a_jobs[1]).waiting is None  # cleared when it was launched
+        finally:
+            for job in list(owner):
+                ctx.scheduler.cancel(job)
+
+
+def test_a_tenant_at_its_own_limits_waits_while_another_tenant_runs(ray_head, tmp_path):
+    limits = {"embedded_gpus": 4}  # as if the machine had GPUs: the tenant's own limit is what refuses
+    team_a = {"max_running_jobs": 1, "max_gpus": 0}
+    app = _fair_app(tmp_path, ray_head, team_a=team_a, max_running_jobs=3, limits=limits)
+    ctx = app.state.ctx
+    with serving(app) as base:
+        a, b = client(base, "token-team-a"), client(base, "token-team-b")
+        a_jobs = [a.post("/jobs", json=FAIR_SPEC).json()["id"] for _ in range(2)]
+        b_job = b.post("/jobs", json=FAIR_SPEC).json()["id"]
+        gpu = a.post("/jobs", json=FAIR_SPEC | {"resources": {"cpus_per_worker": 1, "gpus_per_worker": 1}})
+        assert gpu.status_code == 422, gpu.text
+        assert gpu.json()["detail"].startswith("resources.gpus_per_worker: 1 worker(s) x 1 GPUs is more than")
+        assert "tenant 'team-a' may use" in gpu.json()["detail"]
+        try:
+            ctx.scheduler.tick()
+            launched = {j: ctx.store.status(j).launched_at is not None for j in [*a_jobs, b_job]}
+            assert launched == {a_jobs[0]: True, a_jobs[1]: False, b_job: True}
+            reason = a.get(f"/jobs/{a_jobs[1]}").json()["progress"]["waiting"]
+            assert reason == "queued: tenant 'team-a' has 1 of its 1 running job(s)"
+        finally:
+            for job in [*a_jobs, b_job]:
+                ctx.scheduler.cancel(job)

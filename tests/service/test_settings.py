@@ -76,3 +76,16 @@ def test_a_missing_settings_file_is_named(monkeypatch):
     monkeypatch.setenv("ANCHOR_OPT_SETTINGS_FILE", "/nonexistent/service.yaml")
     with pytest.raises(ValueError, match="/nonexistent/service.yaml"):
         ServiceSettings()
+
+
+def test_tenant_limits_from_the_token_entry_else_the_defaults():
+    a = {"tenant": "team-a", "sha256": "a" * 64, "max_running_jobs": 1, "max_gpus": 4}
+    b = {"tenant": "team-b", "sha256": "b" * 64}
+    settings = load_settings(tokens=[a, b], tenant_max_queued_jobs=7)
+    assert settings.tenant_limit("team-a", "max_running_jobs") == 1
+    assert settings.tenant_limit("team-a", "max_gpus") == 4
+    assert settings.tenant_limit("team-b", "max_running_jobs") is None  # only the service's limit
+    assert settings.tenant_limit("team-b", "max_queued_jobs") == 7
+    second = {"tenant": "team-a", "sha256": "c" * 64, "max_gpus": 8}
+    with pytest.raises(ValueError, match="tenant 'team-a' has two values of max_gpus"):
+        load_settings(tokens=[a, second])
