@@ -272,9 +272,11 @@ resources no pod has, and end FAILED; with them it is refused at submit.
 {{- $_ := set $derived "max_gpus_per_worker" $gpus }}
 {{- $_ := set $derived "max_gpus_per_job" (minf 4096 (mulf $gpus $w.maxReplicas)) }}
 {{- if not (hasKey $given "max_cpus_per_worker") }}
-{{- $cpu := ternary (index $start "num-cpus") (index $podLimits "cpu" | default "") (hasKey $start "num-cpus") | toString }}
+{{- $cpu := ternary (index $start "num-cpus") (index $podLimits "cpu" | default "") (hasKey $start "num-cpus") }}
 {{- $cpus := 0.0 }}
-{{- if regexMatch "^[0-9]+(\\.[0-9]+)?$" $cpu }}
+{{- if not (kindIs "string" $cpu) }}
+{{- $cpus = float64 $cpu }}{{/* a number in the values (float64 to Helm: toString could write 1e+06) */}}
+{{- else if regexMatch "^[0-9]+(\\.[0-9]+)?$" $cpu }}
 {{- $cpus = float64 $cpu }}
 {{- else if regexMatch "^[0-9]+m$" $cpu }}
 {{- $cpus = divf (trimSuffix "m" $cpu) 1000 }}
@@ -287,7 +289,10 @@ resources no pod has, and end FAILED; with them it is refused at submit.
 {{- $_ := set $derived "max_cpus_per_worker" (minf 256 $cpus) }}
 {{- end }}
 {{- if not (hasKey $given "worker_memory_gb") }}
-{{- $memory := index $podLimits "memory" | default "" | toString }}
+{{- $memory := index $podLimits "memory" | default "" }}
+{{- if not (kindIs "string" $memory) }}
+{{- $memory = printf "%.0f" (float64 $memory) }}{{/* bytes */}}
+{{- end }}
 {{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?([kMGT]|[KMGT]i)?$" $memory) }}
 {{- fail (printf "ray.worker.resources.limits.memory %q: the chart derives settings.limits.worker_memory_gb (the memory one job's worker may use) from the worker pod's memory limit, such as \"32Gi\", \"32768Mi\", \"64G\" or bytes; give one, or set settings.limits.worker_memory_gb" ($memory | default "(none)")) }}
 {{- end }}
