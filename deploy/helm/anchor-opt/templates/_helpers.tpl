@@ -269,10 +269,11 @@ resources no pod has, and end FAILED; with them it is refused at submit.
 {{- $derived := dict }}
 {{- /* Ray offers a pod rayStartParams' num-gpus / num-cpus where given, else its container limits. */}}
 {{- $gpus := float64 (ternary (index $start "num-gpus") $w.gpu (hasKey $start "num-gpus")) }}
-{{- $_ := set $derived "max_gpus_per_worker" $gpus }}
+{{- $_ := set $derived "max_gpus_per_worker" (minf 16 $gpus) }}
 {{- $_ := set $derived "max_gpus_per_job" (minf 4096 (mulf $gpus $w.maxReplicas)) }}
 {{- if not (hasKey $given "max_cpus_per_worker") }}
 {{- $cpu := ternary (index $start "num-cpus") (index $podLimits "cpu" | default "") (hasKey $start "num-cpus") }}
+{{- $from := ternary "ray.worker.rayStartParams.num-cpus" "ray.worker.resources.limits.cpu" (hasKey $start "num-cpus") }}
 {{- $cpus := 0.0 }}
 {{- if not (kindIs "string" $cpu) }}
 {{- $cpus = float64 $cpu }}{{/* a number in the values (float64 to Helm: toString could write 1e+06) */}}
@@ -281,10 +282,10 @@ resources no pod has, and end FAILED; with them it is refused at submit.
 {{- else if regexMatch "^[0-9]+m$" $cpu }}
 {{- $cpus = divf (trimSuffix "m" $cpu) 1000 }}
 {{- else }}
-{{- fail (printf "ray.worker.resources.limits.cpu %q: the chart derives settings.limits.max_cpus_per_worker (the most CPUs one job's worker may ask for) from the worker pod's CPU limit, a count such as 8, \"7.5\" or \"8000m\"; give one, or set settings.limits.max_cpus_per_worker" ($cpu | default "(none)")) }}
+{{- fail (printf "%s %q: the chart derives settings.limits.max_cpus_per_worker (the most CPUs one job's worker may ask for) from the CPUs a worker pod offers, a count such as 8, \"7.5\" or \"8000m\"; give one, or set settings.limits.max_cpus_per_worker" $from ($cpu | default "(none)")) }}
 {{- end }}
 {{- if lt $cpus 1.0 }}
-{{- fail (printf "ray.worker.resources.limits.cpu %q: a job's worker needs at least one CPU (settings.limits.max_cpus_per_worker is 1 or more); give the worker pods more, or set settings.limits.max_cpus_per_worker" $cpu) }}
+{{- fail (printf "%s %v: a job's worker needs at least one CPU (settings.limits.max_cpus_per_worker is 1 or more); give the worker pods more, or set settings.limits.max_cpus_per_worker" $from $cpu) }}
 {{- end }}
 {{- $_ := set $derived "max_cpus_per_worker" (minf 256 $cpus) }}
 {{- end }}
