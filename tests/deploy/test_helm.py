@@ -55,10 +55,20 @@ def test_lint_strict(helm, values):
     assert "0 chart(s) failed" in done.stdout
 
 
+# Every setting and token key of the chart's `settings` that renders only when set.
+ALL_SETTINGS = (
+    "settings.tenantMaxRunningJobs=3", "settings.tenantMaxQueuedJobs=0", "settings.tenantMaxGpus=4",
+    "settings.metricsPublic=true", "settings.metricsCacheS=0", "settings.recordCacheBytes=1048576",
+    "settings.viewCacheBytes=0", "settings.limits.max_epochs=50", "settings.limits.worker_memory_gb=30",
+    "tokens[0].max_running_jobs=2", "tokens[0].max_queued_jobs=5", "tokens[0].max_gpus=2",
+    "tokens[0].dataset_roots[0]=s3://datasets/vision",
+)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("values", "sets"),
-    [([MINIMAL], ()), ([GPU_EXAMPLE], ()), ([MINIMAL], MINIO)],
-    ids=["minimal", "gpu-cluster", "minio"],
+    [([MINIMAL], ()), ([GPU_EXAMPLE], ()), ([MINIMAL], MINIO), ([MINIMAL], ALL_SETTINGS)],
+    ids=["minimal", "gpu-cluster", "minio", "all-settings"],
 )
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_every_manifest_is_valid_kubernetes(helm, values, sets, version):
@@ -91,7 +101,10 @@ def test_validation_would_catch_a_misspelled_field(helm):
 # --- the API: settings, secrets, probes --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("values", "sets"), [([MINIMAL], S3_KEYS), ([GPU_EXAMPLE], ()), ([MINIMAL], MINIO)])
+@pytest.mark.parametrize(
+    ("values", "sets"),
+    [([MINIMAL], S3_KEYS), ([GPU_EXAMPLE], ()), ([MINIMAL], MINIO), ([MINIMAL], ALL_SETTINGS)],
+)
 def test_api_environment_is_settings_the_service_accepts(helm, values, sets):
     docs = helm.template(*values, sets=sets)
     container = only(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
@@ -108,6 +121,17 @@ def test_api_environment_is_settings_the_service_accepts(helm, values, sets):
         assert settings.s3.endpoint_url is None and settings.s3.access_key_id is None  # AWS through IRSA
     if "minio.enabled=true" in sets:
         assert settings.s3.endpoint_url.endswith("-minio:9000") and settings.s3.path_style
+    if sets == ALL_SETTINGS:
+        assert (
+            settings.tenant_max_running_jobs,
+            settings.tenant_max_queued_jobs,
+            settings.tenant_max_gpus,
+        ) == (3, 0, 4)
+        assert settings.metrics_public and settings.metrics_cache_s == 0
+        assert (settings.record_cache_bytes, settings.view_cache_bytes) == (1 << 20, 0)
+        assert (settings.limits.max_epochs, settings.limits.worker_memory_gb) == (50, 30)
+        assert settings.tenant_limit("vision", "max_gpus") == 2
+        assert settings.tokens[0].dataset_roots == ["s3://datasets/vision"]
 
 
 def test_secrets_are_in_the_secret_and_nowhere_else(helm):

@@ -10,6 +10,8 @@ import re
 import pytest
 import yaml
 
+from service.capacity import check_capacity
+from service.settings import ServiceSettings
 from tests.deploy.conftest import CHART, GPU_EXAMPLE, MINIMAL, HelmFailed, only, pod_specs
 from trainer.jobs.spec import JobSpec
 
@@ -41,6 +43,22 @@ MINIMAL_HASH = yaml.safe_load(MINIMAL.read_text())["tokens"][0]["sha256"]
         ("ray.auth.mode=disabled", "'mode'"),  # Ray's token authentication cannot be turned off
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("port=70000", "/port"),
+        ("settings.metricsPublic=maybe", "/settings/metricsPublic"),
+        ("settings.tenantMaxRunningJobs=0", "/settings/tenantMaxRunningJobs"),
+        ("settings.tenantMaxQueuedJobs=-1", "/settings/tenantMaxQueuedJobs"),
+        ("settings.tenantMaxGpus=lots", "/settings/tenantMaxGpus"),
+        ("settings.metricsCacheS=3601", "/settings/metricsCacheS"),
+        ("settings.recordCacheBytes=big", "/settings/recordCacheBytes"),
+        ("settings.limits.max_workers=many", "/settings/limits/max_workers"),
+        ("settings.limits.max_gpus_per_worker=17", "/settings/limits/max_gpus_per_worker"),
+        ("settings.limits.worker_memory_gb=0", "/settings/limits/worker_memory_gb"),
+        ("settings.limits.embedded_gpus=1", "'embedded_gpus'"),  # the embedded head's: no such head here
+        ("settings.limits.max_epoch=10", "'max_epoch'"),
+        ("tokens[0].max_running_jobs=0", "/tokens/0/max_running_jobs"),
+        ("tokens[0].max_queued_jobs=some", "/tokens/0/max_queued_jobs"),
+        ("tokens[0].max_gpus=-1", "/tokens/0/max_gpus"),
+        ("tokens[0].dataset_roots[0]=datasets/voc", "/tokens/0/dataset_roots/0"),
+        ("tokens[0].max_jobs=1", "'max_jobs'"),
     ],
 )
 def test_schema_rejects_a_bad_value_naming_it(helm, item, named):
@@ -143,6 +161,14 @@ def test_notes_give_the_first_curl_and_a_job_the_service_accepts(helm, gpus):
     body = json.loads(re.search(r"-d '(\{.*\})'", notes).group(1))
     spec = JobSpec.from_mapping(body, where="NOTES.txt")
     assert spec.resources.gpus_per_worker == gpus
+    # Within the limits the chart derives from its worker pods, which the NOTES also state.
+    config = only(helm.template(MINIMAL, sets=(f"ray.worker.gpu={gpus}",)), "ConfigMap")["data"]
+    limits = json.loads(config["ANCHOR_OPT_LIMITS"])
+    check_capacity(spec, ServiceSettings(ray_address="http://head:8265", limits=limits, store_uri="s3://b/p"))
+    stated = (
+        f"more than {gpus} GPU(s), 8 CPUs or\n   32 GiB of memory per worker, or {4 * gpus} GPU(s) in all"
+    )
+    assert stated in notes
 
 
 def test_notes_say_where_rays_token_is(helm):

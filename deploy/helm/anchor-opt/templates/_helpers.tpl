@@ -150,6 +150,18 @@ ConfigMap, which every install renders, so `helm install` stops before anything 
 {{- if ne (len $hashes) (len (uniq $hashes)) }}
 {{- fail "tokens: the same sha256 is listed twice; each token hash must appear once" }}
 {{- end }}
+{{- range $field := list "max_running_jobs" "max_queued_jobs" "max_gpus" }}
+{{- $seen := dict }}
+{{- range $v.tokens }}
+{{- $value := index . $field }}
+{{- if not (kindIs "invalid" $value) }}
+{{- if and (hasKey $seen .tenant) (ne (toString (get $seen .tenant)) (toString $value)) }}
+{{- fail (printf "tokens: tenant %q has two values of %s (%v and %v); a tenant has one set of limits, so its entries that give one must agree" .tenant $field (get $seen .tenant) $value) }}
+{{- end }}
+{{- $_ := set $seen .tenant $value }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if ne (empty $v.s3.accessKeyId) (empty $v.s3.secretAccessKey) }}
 {{- fail "s3.accessKeyId and s3.secretAccessKey: set both, or neither (the pods then use their IAM role)" }}
 {{- end }}
@@ -238,4 +250,60 @@ livenessProbe:
     path: /api/healthz
     port: 52365
   {{- toYaml .Values.ray.probes.liveness | nindent 2 }}
+{{- end }}
+
+{{/*
+ANCHOR_OPT_LIMITS, as JSON: settings.limits over what the chart reads off its worker group (values.yaml,
+settings.limits, says which limit comes from which value). The service cannot see an autoscaling
+cluster's pods, so without these a job bigger than a pod would be accepted, wait resource_wait_s for
+resources no pod has, and end FAILED; with them it is refused at submit.
+*/}}
+{{- define "anchor-opt.limits" -}}
+{{- $w := .Values.ray.worker }}
+{{- $given := dict }}
+{{- range $key, $value := .Values.settings.limits }}
+{{- if not (kindIs "invalid" $value) }}{{ $_ := set $given $key $value }}{{ end }}
+{{- end }}
+{{- $start := $w.rayStartParams | default dict }}
+{{- $podLimits := ($w.resources | default dict).limits | default dict }}
+{{- $derived := dict }}
+{{- /* Ray offers a pod rayStartParams' num-gpus / num-cpus where given, else its container limits. */}}
+{{- $gpus := float64 (ternary (index $start "num-gpus") $w.gpu (hasKey $start "num-gpus")) }}
+{{- $_ := set $derived "max_gpus_per_worker" (minf 16 $gpus) }}
+{{- $_ := set $derived "max_gpus_per_job" (minf 4096 (mulf $gpus $w.maxReplicas)) }}
+{{- if not (hasKey $given "max_cpus_per_worker") }}
+{{- $cpu := ternary (index $start "num-cpus") (index $podLimits "cpu" | default "") (hasKey $start "num-cpus") }}
+{{- $from := ternary "ray.worker.rayStartParams.num-cpus" "ray.worker.resources.limits.cpu" (hasKey $start "num-cpus") }}
+{{- $cpus := 0.0 }}
+{{- if not (kindIs "string" $cpu) }}
+{{- $cpus = float64 $cpu }}{{/* a number in the values (float64 to Helm: toString could write 1e+06) */}}
+{{- else if regexMatch "^[0-9]+(\\.[0-9]+)?$" $cpu }}
+{{- $cpus = float64 $cpu }}
+{{- else if regexMatch "^[0-9]+m$" $cpu }}
+{{- $cpus = divf (trimSuffix "m" $cpu) 1000 }}
+{{- else }}
+{{- fail (printf "%s %q: the chart derives settings.limits.max_cpus_per_worker (the most CPUs one job's worker may ask for) from the CPUs a worker pod offers, a count such as 8, \"7.5\" or \"8000m\"; give one, or set settings.limits.max_cpus_per_worker" $from ($cpu | default "(none)")) }}
+{{- end }}
+{{- if lt $cpus 1.0 }}
+{{- fail (printf "%s %v: a job's worker needs at least one CPU (settings.limits.max_cpus_per_worker is 1 or more); give the worker pods more, or set settings.limits.max_cpus_per_worker" $from $cpu) }}
+{{- end }}
+{{- $_ := set $derived "max_cpus_per_worker" (minf 256 $cpus) }}
+{{- end }}
+{{- if not (hasKey $given "worker_memory_gb") }}
+{{- $memory := index $podLimits "memory" | default "" }}
+{{- if not (kindIs "string" $memory) }}
+{{- $memory = printf "%.0f" (float64 $memory) }}{{/* bytes */}}
+{{- end }}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?([kMGT]|[KMGT]i)?$" $memory) }}
+{{- fail (printf "ray.worker.resources.limits.memory %q: the chart derives settings.limits.worker_memory_gb (the memory one job's worker may use) from the worker pod's memory limit, such as \"32Gi\", \"32768Mi\", \"64G\" or bytes; give one, or set settings.limits.worker_memory_gb" ($memory | default "(none)")) }}
+{{- end }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $memory }}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- $gib := divf (mulf $number (index $units (trimPrefix $number $memory))) 1073741824 }}
+{{- if not (gt $gib 0.0) }}
+{{- fail (printf "ray.worker.resources.limits.memory %q: a job's worker needs some memory; give the worker pods some, or set settings.limits.worker_memory_gb" $memory) }}
+{{- end }}
+{{- $_ := set $derived "worker_memory_gb" (minf 65536 $gib) }}
+{{- end }}
+{{- merge $given $derived | toJson }}
 {{- end }}
