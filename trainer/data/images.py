@@ -40,6 +40,36 @@ def decode_rgb(path, files: DataRoot | None = None) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+# The image cache may take at most this share of the memory available when it is built: the rest of
+# the run (model, optimizer, batches, loader workers) needs the rest. The service cannot count a real
+# dataset's images at submit (service.capacity leaves the cache out), so this is checked here.
+CACHE_MEMORY_SHARE = 0.5
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations now (Linux MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def check_cache_fits(images: int, image_size: int) -> None:
+    """DataError naming data.cache_images when `images` letterboxed images would not fit in memory."""
+    need, free = images * image_size * image_size * 3, available_memory()
+    if free is not None and need > CACHE_MEMORY_SHARE * free:
+        gib = 1 << 30
+        raise DataError(
+            f"data.cache_images: {images} images at {image_size} px take {need / gib:.1f} GiB, more than "
+            f"{CACHE_MEMORY_SHARE:.0%} of the {free / gib:.1f} GiB of memory available; set "
+            "data.cache_images=false (images are then decoded as they are read)"
+        )
+
+
 class ImageDataset(Dataset):
     """`data` at a square input of `image_size`, jittered for training when `augment` is given.
 
@@ -57,6 +87,7 @@ class ImageDataset(Dataset):
         self._jitter = jitter_transform(augment) if augment is not None else None
         self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         if cache:
+            check_cache_fits(len(self), image_size)
             self._cache = {i: self.letterboxed(i) for i in range(len(self))}
 
     @property

@@ -81,3 +81,14 @@ def test_real_coco128_images(shared_data):
         assert image.shape == (3, 128, 128) and target.shape[1] == 5
     wh = ds.boxes_wh()
     assert wh.shape == (929, 2) and float(wh.max()) <= 128.01
+
+
+def test_an_image_cache_that_would_not_fit_is_refused_naming_the_setting(fixture_set, monkeypatch):
+    """The service cannot count a real dataset's images at submit; the cache checks itself."""
+    from trainer.data import images
+
+    assert images.available_memory() > 0  # read from /proc/meminfo
+    monkeypatch.setattr(images, "available_memory", lambda: 64 * 64 * 3 * len(fixture_set) // 2)
+    with pytest.raises(DataError, match=r"^data.cache_images: \d+ images at 64 px take"):
+        ImageDataset(fixture_set, 64, cache=True)
+    ImageDataset(fixture_set, 64, cache=False)  # decoded as read: nothing held
