@@ -20,9 +20,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from trainer.data.errors import DataError  # also imported from here by every reader
 
 if TYPE_CHECKING:
     from trainer.data.root import DataRoot
@@ -31,10 +33,6 @@ if TYPE_CHECKING:
 MAX_LISTED_PROBLEMS = 20
 # Coordinates this far outside the image are rounding, not a box to clip (VOC's 1-based edges).
 CLIP_TOLERANCE_PX = 1e-3
-
-
-class DataError(ValueError):
-    """Bad input data. The message starts with where: `file:line: what is wrong`."""
 
 
 @dataclass
@@ -160,23 +158,6 @@ class BadDataPolicy:
         moved = (np.abs(clipped - b) > CLIP_TOLERANCE_PX).any(1) & inside
         self.report.clipped += int(moved.sum())
         return clipped[inside].astype(np.float32), inside
-
-
-def read_image_size(image: Path | BinaryIO) -> tuple[int, int]:
-    """(width, height) from an image file's header (a path, or a file open for reading), without
-    decoding the pixels. Readers pass files opened through their DataRoot (trainer.data.root).
-
-    Raises FileNotFoundError or ValueError with the reason when the file is missing or unreadable.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(image) as im:
-            return int(im.width), int(im.height)
-    except FileNotFoundError:
-        raise
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"not a readable image ({exc.__class__.__name__})") from None
 
 
 def size_range(wh: np.ndarray) -> dict | None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from trainer.data.records import DataError, read_image_size
+from trainer.data.errors import DataError
 
 
 class OutsideRoot(DataError):
@@ -166,6 +166,23 @@ class DataRoot:
         return self.read_bytes(path).decode(encoding)
 
     def image_size(self, path: str | Path) -> tuple[int, int]:
-        """(width, height) from the image's header (records.read_image_size), opened through the root."""
+        """(width, height) from the image's header (`read_image_size`), opened through the root."""
         with self.open(path) as f:
             return read_image_size(f)
+
+
+def read_image_size(image: Path | BinaryIO) -> tuple[int, int]:
+    """(width, height) from an image file's header (a path, or a file open for reading), without
+    decoding the pixels. Readers pass files opened through their DataRoot (`DataRoot.image_size`).
+
+    Raises FileNotFoundError or ValueError with the reason when the file is missing or unreadable.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(image) as im:
+            return int(im.width), int(im.height)
+    except FileNotFoundError:
+        raise
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"not a readable image ({exc.__class__.__name__})") from None
