@@ -44,6 +44,7 @@ from torch import Tensor, nn  # noqa: E402
 
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.jobs.spec import DEFAULT_RESOURCE_WAIT_S, RESOURCE_WAIT_ENV, Resources  # noqa: E402
+from trainer.local_ray import lock_down  # noqa: E402
 from trainer.loop import Session, run_loop  # noqa: E402
 from trainer.outputs import CHECKPOINT_PREFIX, RunWriter  # noqa: E402
 from trainer.storage import StorageSettings, parse_uri  # noqa: E402
@@ -135,13 +136,15 @@ def ensure_ray(
 ) -> bool:
     """Connects to the cluster at `address` (or RAY_ADDRESS), or starts a local Ray with `num_cpus`
     (default: this machine's) and `temp_dir` (default /tmp/ray; keep it short: Ray puts Unix
-    sockets under it). Call it from the main thread (Ray sets a SIGTERM handler there).
+    sockets under it); a local Ray requires a token and binds to 127.0.0.1 only (trainer.local_ray).
+    Call it from the main thread (Ray sets a SIGTERM handler there).
     `log_to_driver=False` keeps the workers' output out of this process's (the CLI's bar); errors
     still arrive with the exceptions. True when this call started a local Ray."""
     global _started_here
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    local = {} if address else lock_down()  # a Ray of ours: token and loopback only (trainer.local_ray)
     ray.init(
         address=address,
         num_cpus=None if address else num_cpus,
@@ -150,6 +153,7 @@ def ensure_ray(
         log_to_driver=log_to_driver,
         runtime_env={"worker_process_setup_hook": _QUIET},
         _temp_dir=None if address else temp_dir,
+        **local,
     )
     quiet_ray_logs()
     _started_here = address is None

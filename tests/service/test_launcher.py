@@ -9,7 +9,6 @@ One head for the module (heads are slow to start); the last test kills it and ch
 from __future__ import annotations
 
 import http.server
-import ipaddress
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from service.ray_head import scrubbed_environment
 from service.settings import ServiceSettings
 from trainer.storage import StorageSettings
 
+from ..processes import listening, loopback, session_processes
 from .conftest import free_port
 
 HANG_S = 120  # a bound against a hang, not a timing
@@ -98,59 +98,6 @@ def request(method: str, url: str, body: dict | None = None, token: str | None =
         return e.code
 
 
-# --- the head's processes, from /proc ------------------------------------------------------------------
-
-
-def head_processes(pgid: int) -> set[int]:
-    """The head's session (`ray start` leads it: its pid is the session id) and every descendant:
-    job drivers run in sessions of their own."""
-    parents, sessions = {}, {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)], sessions[int(entry.name)] = int(fields[1]), int(fields[3])
-    found = {pid for pid, sid in sessions.items() if sid == pgid}
-    while more := {pid for pid, ppid in parents.items() if ppid in found} - found:
-        found |= more
-    return found
-
-
-def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    raw = bytes.fromhex(hex_address)
-    return ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4)))
-
-
-def listening(pids: set[int]) -> list[tuple[str, int, int]]:
-    """(address, port, pid) of every TCP socket in LISTEN state that a process of `pids` holds."""
-    owner = {}
-    for pid in pids:
-        try:
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    owner[target[8:-1]] = pid
-        except OSError:  # the process ended meanwhile
-            continue
-    found = []
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and inode in owner:  # 0A: LISTEN
-                host, port = local.split(":")
-                found.append((str(_address(host)), int(port, 16), owner[inode]))
-    return found
-
-
-def loopback(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
-
-
 # --- finding 2: nobody but the service drives the head ---------------------------------------------------
 
 
@@ -175,7 +122,7 @@ def test_the_token_is_the_services_alone(embedded):
     assert launcher.head.private.stat().st_mode & 0o777 == 0o700
     assert token_file.stat().st_mode & 0o777 == 0o600 and token_file.read_text() == launcher.head.token
     assert len(launcher.head.token) >= 32
-    for pid in head_processes(launcher.head.pgid):
+    for pid in session_processes(launcher.head.pgid):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             environ = Path(f"/proc/{pid}/environ").read_bytes()
@@ -202,7 +149,7 @@ def test_every_port_of_the_head_is_on_loopback(embedded, tmp_path):
         assert launcher.state("sockets").status in ("PENDING", "RUNNING"), launcher.logs("sockets")
         assert time.monotonic() < deadline, "the job never got its actor"
         time.sleep(0.3)
-    sockets = listening(head_processes(launcher.head.pgid))
+    sockets = listening(session_processes(launcher.head.pgid))
     names = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in {pid for *_, pid in sockets}}
     release.touch()
     assert ended(launcher, "sockets") == "SUCCEEDED"
@@ -220,7 +167,7 @@ def test_no_secret_reaches_the_heads_environment_its_jobs_or_its_logs(embedded):
     assert "RAY_AUTH_TOKEN_PATH=" in printed and "PATH=" in printed  # it did print the environment
     leaked = [s for s in SECRETS if s in printed]
     assert leaked == [] and "AWS_ACCESS_KEY_ID" not in printed and "ANCHOR_OPT_TOKENS" not in printed
-    for pid in head_processes(launcher.head.pgid):
+    for pid in session_processes(launcher.head.pgid):
         try:
             seen = Path(f"/proc/{pid}/environ").read_bytes() + Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
