@@ -12,7 +12,7 @@ import time
 
 from harness import config, prepare
 
-from trainer.engine import epoch_batches, train_step
+from trainer.train.engine import epoch_batches, train_step
 
 PAIRS = 150
 WARM = 10

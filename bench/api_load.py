@@ -49,9 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python bench/api_load.py` from a checkout
 
 from service.auth import hash_token, new_token  # noqa: E402
-from trainer.jobs.store import JobStore  # noqa: E402
-from trainer.outputs import CHECKPOINT_PREFIX  # noqa: E402
-from trainer.storage import LocalStorage  # noqa: E402
+from trainer.contract.storage import LocalStorage  # noqa: E402
+from trainer.contract.store import JobStore  # noqa: E402
+from trainer.contract.writer import CHECKPOINT_PREFIX  # noqa: E402
 
 JOBS = 200
 TENANT = "bench"
@@ -63,8 +63,8 @@ def train_one_job(store: JobStore) -> str:
     """A real finished job: the unit tests' small run (synthetic data, 64 px, 2 epochs, 16 steps),
     trained in this process into a job created with the store's API."""
     from trainer.config import TrainConfig
-    from trainer.jobs.spec import JobSpec
-    from trainer.run import train
+    from trainer.contract.spec import JobSpec
+    from trainer.train.local_run import train
 
     cfg = TrainConfig.model_validate(
         {

@@ -4,7 +4,7 @@ and with the paper's log-space objective (`learned`, default settings), in this 
 
 Timing: one warm-up call of each method first (not counted), then RUNS calls of each, alternating
 so both see the same machine load; the median is reported. Only `fit_anchors` is timed (boxes are
-already in memory). `fit_anchors` runs torch on one thread (see trainer.fit._one_thread).
+already in memory). `fit_anchors` runs torch on one thread (see trainer.fit.solver._one_thread).
 
 `--sweep` also prints the grid the learned defaults were chosen from: mean best IoU for each init,
 soft-assignment distance, temperature and soft-phase length (takes a minute or two).
@@ -27,10 +27,10 @@ sys.path.insert(
 
 import torch  # noqa: E402
 
-from trainer.anchors import anchor_fit  # noqa: E402
 from trainer.data.records import concat_sets  # noqa: E402
 from trainer.data.sources import open_dataset  # noqa: E402
-from trainer.fit import fit_anchors  # noqa: E402
+from trainer.fit.solver import fit_anchors  # noqa: E402
+from trainer.model.anchors import anchor_fit  # noqa: E402
 
 VOC = Path(__file__).resolve().parents[2] / "shared" / "data" / "voc"
 SPLITS = ("train", "val", "test")

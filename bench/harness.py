@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py` from a checkout
 
-from trainer.anchors import matched_log_error  # noqa: E402
 from trainer.config import TrainConfig, load_config  # noqa: E402
 from trainer.data.datasets import Datasets, build_datasets  # noqa: E402
-from trainer.engine import TrainState, build_state, epoch_batches, evaluate_model, train_step  # noqa: E402
+from trainer.model.anchors import matched_log_error  # noqa: E402
+from trainer.train.engine import TrainState, build_state, epoch_batches, evaluate_model, train_step  # noqa: E402
 
 _DATASETS: dict = {}
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))  # run as `python bench/x.py` from a checkout
 
 from service.capacity import MiB, estimate_memory  # noqa: E402
 from trainer.config import load_config  # noqa: E402
-from trainer.jobs.spec import JobSpec  # noqa: E402
+from trainer.contract.spec import JobSpec  # noqa: E402
 
 ONE_EPOCH = ["optim.epochs=1", "eval.every_epochs=0", "output.snapshot_every=1000"]
 SMALL = ["data.synthetic.num_train=64", "data.synthetic.num_val=16"]

@@ -17,7 +17,7 @@ import time
 import torch
 from harness import config, prepare
 
-from trainer.engine import epoch_batches, train_step
+from trainer.train.engine import epoch_batches, train_step
 
 PAIRS = 100
 WARM = 10

@@ -37,8 +37,8 @@ from service.scheduler import Scheduler
 from service.settings import ServiceSettings, load_settings
 from service.telemetry import Telemetry
 from service.views import Records
-from trainer.jobs.store import JobStore
-from trainer.storage import InvalidKey, NotFound, StorageError, open_storage, parse_uri
+from trainer.contract.storage import InvalidKey, NotFound, StorageError, open_storage, parse_uri
+from trainer.contract.store import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ never run is refused before it takes a place in the queue (service.policy.check_
 2. The workers' CPUs and GPUs. On the embedded Ray head (no `ray_address`) against this machine:
    Ray would keep a job it can never place pending for ever, holding a running slot. A named cluster
    may autoscale, so there the limits of 1 are the bound, and a job Ray still cannot place ends
-   FAILED after `limits.resource_wait_s` (trainer.distributed).
+   FAILED after `limits.resource_wait_s` (trainer.train.ray_run).
 3. Memory: `estimate_memory`'s figure per worker against the machine (embedded head) or against
    `limits.worker_memory_gb` (a cluster's worker).
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainer.config import BACKBONE_STRIDES
-from trainer.jobs.spec import RESOURCE_WAIT_ENV, JobSpec
+from trainer.contract.spec import RESOURCE_WAIT_ENV, JobSpec
 
 if TYPE_CHECKING:
     from service.settings import JobLimits, ServiceSettings
@@ -39,7 +39,7 @@ TRAIN_BYTES_PER_PX = {"tiny": 150.0, "darknet19": 1300.0}
 EVAL_BYTES_PER_PX = {"tiny": 64.0, "darknet19": 450.0}  # no grad: a layer or two at a time
 INPUT_BYTES_PER_PX = 24.0  # the batch as float32 and scaled (2 x 3 channels x 4 bytes)
 HEAD_COPIES = 4  # the raw predictions [B, A, H, W, 5 + C] in fp32: output, its gradient, loss temporaries
-EVAL_BATCH = 32  # trainer.engine.evaluate_model
+EVAL_BATCH = 32  # trainer.train.engine.evaluate_model
 # The model's parameters, in fp32 copies: weights, gradients, two AdamW moments, DDP's gradient
 # buckets, and a checkpoint's serialised state (weights and moments, and BytesIO's copy of them).
 # darknet19 (51 M parameters) measured 7.1 copies in one process, where DDP adds none.
@@ -52,7 +52,7 @@ REAL_DATA = 256 * MiB  # decoding, augmentation, an 80-class evaluation: coco128
 REAL_CLASSES = 100  # a real dataset's classes are unknown until it is read; COCO has 80, VOC 20
 # One forked DataLoader worker beyond the pages it shares (coco128's PSS did not grow measurably with 2).
 LOADER_PROCESS = 128 * MiB
-LOADER_PREFETCH = 4  # batches each loader worker prepares ahead (trainer.engine)
+LOADER_PREFETCH = 4  # batches each loader worker prepares ahead (trainer.train.engine)
 # The embedded head also runs the job's driver and Ray Train's controller and actors (~1 GiB: a whole
 # 2-worker job measured 2.2 GiB PSS, docs/ray-train-notes.md), and its own daemons and this service.
 JOB_PROCESSES = 1 * GiB
@@ -136,7 +136,7 @@ def estimate_memory(spec: JobSpec) -> MemoryEstimate:
 
 
 def model_parameters(spec: JobSpec, classes: int) -> int:
-    """The detector's parameter count (trainer.model: conv weights, batch-norm scale and shift, the
+    """The detector's parameter count (trainer.model.detector: conv weights, batch-norm scale and shift, the
     head's 1x1 conv, the anchors), from its architecture."""
     if spec.model.backbone == "tiny":
         c = [max(8, int(n * spec.model.width)) for n in (16, 32, 64, 64, 128, 128)]
@@ -150,7 +150,8 @@ def model_parameters(spec: JobSpec, classes: int) -> int:
     return convs + out * a * (5 + classes) + a * (5 + classes) + 2 * a + 2 * a  # head, its BN scale, anchors
 
 
-# Darknet-19 with YOLOv2's detection layers: (kernel, in, out) of every conv (trainer.model.Darknet19).
+# Darknet-19 with YOLOv2's detection layers: (kernel, in, out) of every conv
+# (trainer.model.detector.Darknet19).
 _DARKNET19 = [
     (3, 3, 32), (3, 32, 64), (3, 64, 128), (1, 128, 64), (3, 64, 128), (3, 128, 256), (1, 256, 128),
     (3, 128, 256), (3, 256, 512), (1, 512, 256), (3, 256, 512), (1, 512, 256), (3, 256, 512),
@@ -277,5 +278,5 @@ def machine_memory() -> int:
 
 
 def driver_env(settings: ServiceSettings) -> dict[str, str]:
-    """What a job's driver must be given for the limits it enforces itself (trainer.distributed)."""
+    """What a job's driver must be given for the limits it enforces itself (trainer.train.ray_run)."""
     return {RESOURCE_WAIT_ENV: repr(float(settings.limits.resource_wait_s))}

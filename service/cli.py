@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from trainer.cli_display import COLUMNS
+from trainer.artifacts.terminal import COLUMNS
 
 console = Console(stderr=True)
 out = Console()
@@ -61,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from trainer.config import read_config, validate_config
-    from trainer.jobs.spec import JobSpec
+    from trainer.contract.spec import JobSpec
 
     data = read_config(args.spec, args.set)  # read once, through the safe loader (trainer.safe_yaml)
     validate_config(data, JobSpec, args.spec)  # before sending: errors here name the file and the field

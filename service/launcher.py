@@ -55,7 +55,7 @@ def auth_token() -> str | None:
 
 
 def storage_env(s3, secrets: bool) -> dict[str, str]:
-    """`trainer.storage.StorageSettings` as the ANCHOR_OPT_S3_* variables a job's driver reads.
+    """`trainer.contract.storage.StorageSettings` as the ANCHOR_OPT_S3_* variables a job's driver reads.
 
     Without `secrets` the keys are left out: a Ray job's env vars are shown by Ray's dashboard and job
     API, so on a cluster the workers get credentials from their own environment (a Kubernetes Secret,

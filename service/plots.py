@@ -1,4 +1,4 @@
-"""The anchors picture of a running job, drawn from the store without torch (trainer.plots is
+"""The anchors picture of a running job, drawn from the store without torch (trainer.artifacts.plots is
 numpy and matplotlib only): the training boxes' density (boxes.npy) with every anchor's path from
 its start to the latest snapshot. Pictures are cached by (job, latest step)."""
 
@@ -11,10 +11,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from trainer.jobs.schema import AnchorSnapshot
-from trainer.jobs.store import JobStore
-from trainer.outputs import BOXES_KEY, DATASET_KEY
-from trainer.storage import NotFound
+from trainer.contract.documents import AnchorSnapshot
+from trainer.contract.storage import NotFound
+from trainer.contract.store import JobStore
+from trainer.contract.writer import BOXES_KEY, DATASET_KEY
 
 CACHED = 64  # pictures kept in memory
 
@@ -31,7 +31,7 @@ class AnchorPlots:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        from trainer.plots import plot_anchors  # matplotlib: only once a picture is asked for
+        from trainer.artifacts.plots import plot_anchors  # matplotlib: only once a picture is asked for
 
         picture = plot_anchors(
             self._boxes(job_id),

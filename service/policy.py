@@ -4,7 +4,7 @@ from, and whether this service can ever run them (service.capacity).
 A job's `data.source` is the built-in synthetic set, or a dataset under one of the caller's dataset
 roots (its token's `dataset_roots`, else the service's `allowed_dataset_roots`): a local folder
 (plain absolute path or file:///) or an s3://bucket/prefix. The URI means what
-`trainer.storage.parse_uri` says: the same parser the job's reader uses, so what is checked here is
+`trainer.contract.storage.parse_uri` says: the same parser the job's reader uses, so what is checked here is
 exactly what the worker opens. Refused, each with a message naming the field: other schemes (http,
 https, ftp, ...), relative paths (the job runs in another working directory), any `..` segment (also
 percent-encoded), local paths whose real location (symlinks resolved) is outside every local root or
@@ -30,8 +30,8 @@ from urllib.parse import unquote
 
 from service.capacity import check_capacity
 from service.settings import ServiceSettings
-from trainer.jobs.spec import JobSpec
-from trainer.storage import InvalidKey, check_key, parse_uri
+from trainer.contract.spec import JobSpec
+from trainer.contract.storage import InvalidKey, check_key, parse_uri
 
 FIELD = "data.source"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")

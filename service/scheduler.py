@@ -38,9 +38,9 @@ from collections.abc import Callable
 from service.fairness import Job, TenantLimits, plan
 from service.launcher import RayUnavailable
 from service.views import Records
-from trainer.jobs.schema import JobStatus
-from trainer.jobs.spec import JobState
-from trainer.jobs.store import JobStore, UnknownJob
+from trainer.contract.documents import JobStatus
+from trainer.contract.spec import JobState
+from trainer.contract.store import JobStore, UnknownJob
 
 log = logging.getLogger(__name__)
 

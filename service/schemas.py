@@ -1,16 +1,16 @@
 """The API's request and response bodies (OpenAPI at /docs is generated from these).
 
-A job is submitted as a `JobSpec` (trainer.jobs.spec: a training config plus `name` and
+A job is submitted as a `JobSpec` (trainer.contract.spec: a training config plus `name` and
 `resources`; unknown fields are errors). Everything returned about a job is built from its
-documents in the store (trainer.jobs.schema), so a restarted service answers exactly as before.
+documents in the store (trainer.contract.documents), so a restarted service answers exactly as before.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from trainer.jobs.schema import AnchorSnapshot, EpochMetrics, JobResult
-from trainer.jobs.spec import JobSpec, JobState
+from trainer.contract.documents import AnchorSnapshot, EpochMetrics, JobResult
+from trainer.contract.spec import JobSpec, JobState
 
 
 class Links(BaseModel):

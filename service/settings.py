@@ -4,7 +4,7 @@
     ANCHOR_OPT_STORE_URI=s3://anchor-opt/jobs
     ANCHOR_OPT_TOKENS='[{"tenant": "vision", "sha256": "<64 hex>", "name": "ci"}]'
 
-S3 endpoint and credentials are `trainer.storage.StorageSettings` (`ANCHOR_OPT_S3_*`, or an `s3:`
+S3 endpoint and credentials are `trainer.contract.storage.StorageSettings` (`ANCHOR_OPT_S3_*`, or an `s3:`
 section of the file), shared with the trainer so both reach storage the same way. API tokens are
 stored as SHA-256 hashes only (`anchor-opt token` makes one). Every field is in the README's
 configuration reference.
@@ -26,7 +26,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from trainer.storage import StorageSettings
+from trainer.contract.storage import StorageSettings
 
 SETTINGS_FILE_ENV = "ANCHOR_OPT_SETTINGS_FILE"
 TENANT_LIMITS = ("max_running_jobs", "max_queued_jobs", "max_gpus")  # per tenant: TokenEntry, else tenant_*

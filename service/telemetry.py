@@ -12,8 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 
 from service.views import Records
-from trainer.jobs.spec import JobState
-from trainer.jobs.store import JobStore
+from trainer.contract.spec import JobState
+from trainer.contract.store import JobStore
 
 
 class Telemetry:

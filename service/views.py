@@ -1,4 +1,4 @@
-"""What the API says about jobs, read from the job store (trainer.jobs.store).
+"""What the API says about jobs, read from the job store (trainer.contract.store).
 
 The store is the only state. A job's record (job.json) never changes once written, so `Records`
 keeps a compact index of every job (id, submit time, tenant, name: what listings need), refreshed
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from service.schemas import JobList, JobPublic, JobSummary, Links, Progress
-from trainer.jobs.schema import JobRecord, JobStatus
-from trainer.jobs.spec import JobState
-from trainer.jobs.store import JobStore, UnknownJob
+from trainer.contract.documents import JobRecord, JobStatus
+from trainer.contract.spec import JobState
+from trainer.contract.store import JobStore, UnknownJob
 
 log = logging.getLogger(__name__)
 

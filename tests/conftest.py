@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +11,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:  # imported lazily below: only S3 tests pay for boto3 and moto
-    from trainer.storage import StorageSettings
+from tests.helpers import SHARED_DATA, free_port
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"  # real COCO / VOC data beside the checkout (never copied)
+if TYPE_CHECKING:  # imported lazily below: only S3 tests pay for boto3 and moto
+    from trainer.contract.storage import StorageSettings
 
 
 @pytest.fixture
@@ -25,12 +23,6 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA} (the ../shared/data folder beside the repo)")
     return SHARED_DATA
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +48,7 @@ def s3_endpoint() -> Iterator[str]:
         for name in [n for n in os.environ if n.startswith("ANCHOR_OPT_S3_") or n == "ANCHOR_OPT_CACHE_DIR"]:
             env.delenv(name)  # a developer's own storage settings must not reach the tests
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per request otherwise
-        port = _free_port()
+        port = free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         try:
@@ -71,7 +63,7 @@ def s3_bucket(s3_endpoint: str, tmp_path: Path) -> tuple[str, StorageSettings]:
 
     Credentials come from the default chain (the fake AWS_* variables), as in production.
     """
-    from trainer.storage import StorageSettings, s3_client
+    from trainer.contract.storage import StorageSettings, s3_client
 
     bucket = f"test-{uuid.uuid4().hex[:16]}"
     settings = StorageSettings(endpoint_url=s3_endpoint, path_style=True, cache_dir=tmp_path / "cache")

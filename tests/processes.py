@@ -1,6 +1,6 @@
 """The processes of a Ray on this machine and the TCP sockets they listen on, read from /proc: for
 tests that check a Ray the project starts listens on loopback only (tests/service/test_launcher.py,
-tests/trainer/test_local_ray.py)."""
+tests/trainer/train/test_local_ray.py)."""
 
 from __future__ import annotations
 

@@ -22,9 +22,9 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import Progress
 
-from trainer.cli_display import COLUMNS, Bar, FetchBar, anchor_table, fit_table, print_dataset_summary
+from trainer.artifacts.terminal import COLUMNS, Bar, FetchBar, anchor_table, fit_table, print_dataset_summary
 from trainer.config import load_config
-from trainer.storage import StorageError
+from trainer.contract.storage import StorageError
 
 BUILTIN_CONFIGS = Path(__file__).parent / "configs"
 
@@ -49,10 +49,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     import torch
 
-    from trainer import fit_report as fr
     from trainer.data.records import concat_sets
     from trainer.data.sources import open_dataset
-    from trainer.fit import INITS, fit_anchors
+    from trainer.fit import report as fr
+    from trainer.fit.solver import INITS, fit_anchors
 
     if args.image_size < 1:
         raise ValueError(f"--image-size must be a positive number of pixels, got {args.image_size}")
@@ -92,7 +92,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainer.outputs import CHECKPOINT_PREFIX, RESULT_KEY, RunWriter
+    from trainer.contract.writer import CHECKPOINT_PREFIX, RESULT_KEY, RunWriter
 
     config_path = _resolve_config(args.config)
     cfg = load_config(config_path, args.set)
@@ -102,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"{out} already holds a run: pass --resume to continue it or --fresh to replace it")
 
     if args.workers is None:
-        from trainer.run import train
+        from trainer.train.local_run import train
 
         with Progress(*COLUMNS, console=console, disable=args.quiet) as progress:
             result = train(cfg, out, resume=args.resume, progress=Bar(progress))
@@ -137,10 +137,10 @@ def _train_on_ray(args: argparse.Namespace, cfg, writer) -> dict | None:
     import threading
     import time
 
-    from trainer.driver import train_to_end
-    from trainer.jobs.spec import JobState, Resources
-    from trainer.outputs import RESULT_KEY
-    from trainer.storage import StorageSettings
+    from trainer.contract.spec import JobState, Resources
+    from trainer.contract.storage import StorageSettings
+    from trainer.contract.writer import RESULT_KEY
+    from trainer.train.driver import train_to_end
 
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
@@ -153,7 +153,7 @@ def _train_on_ray(args: argparse.Namespace, cfg, writer) -> dict | None:
         gpus_per_worker=args.gpus_per_worker,
         max_failures=args.max_failures,
     )
-    from trainer.distributed import ensure_ray
+    from trainer.train.ray_run import ensure_ray
 
     ensure_ray(args.ray_address, log_to_driver=False)  # in the main thread; the bar is the output
     if not args.resume:
@@ -190,8 +190,8 @@ def _follow(writer, run, progress: Progress, task) -> None:
 
 def cmd_run_job(args: argparse.Namespace) -> int:
     """Runs one job of a store to its end (what the control plane's Ray job executes)."""
-    from trainer.driver import run_job
-    from trainer.jobs.spec import JobState
+    from trainer.contract.spec import JobState
+    from trainer.train.driver import run_job
 
     status = run_job(args.job_id, args.store, ray_address=args.ray_address)
     if status.state != JobState.SUCCEEDED:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trainer.safe_yaml import parse_yaml, read_yaml_mapping
 
-# Input pixels per grid cell of each backbone (trainer.model builds them with these strides).
+# Input pixels per grid cell of each backbone (trainer.model.detector builds them with these strides).
 BACKBONE_STRIDES = {"tiny": 16, "darknet19": 32}
 
 # Hard caps: what no run needs, local or in the service, so that no value (a YAML typo, a request)
@@ -303,7 +303,7 @@ def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None, model: type[_M] = TrainConfig
 ) -> _M:
     """Reads a YAML config (or the defaults), applies `--set` overrides, validates the result as
-    `model` (a TrainConfig, or a trainer.jobs.spec.JobSpec for a job).
+    `model` (a TrainConfig, or a trainer.contract.spec.JobSpec for a job).
 
     Raises ValueError naming the file and the offending field.
     """

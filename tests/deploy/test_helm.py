@@ -14,7 +14,7 @@ from kubernetes_validate.utils import latest_version
 
 from service.app import create_app
 from service.settings import ServiceSettings, load_settings
-from tests.deploy.conftest import (
+from tests.deploy.chart import (
     BUNDLED_HELM,
     CHART,
     GET_TOOLS,

@@ -12,7 +12,7 @@ import tomllib
 import pytest
 
 from service.launcher import auth_token
-from tests.deploy.conftest import (
+from tests.deploy.chart import (
     CHART,
     EXISTING_RAY_TOKEN,
     GPU_EXAMPLE,
@@ -29,7 +29,7 @@ from tests.deploy.conftest import (
     set_env,
 )
 from tests.deploy.kube_api import kube_api
-from trainer.storage import StorageSettings
+from trainer.contract.storage import StorageSettings
 
 
 def _worker(docs: list[dict]) -> dict:

@@ -13,7 +13,7 @@ import yaml
 
 from service.capacity import check_capacity
 from service.settings import JobLimits, ServiceSettings, TokenEntry, load_settings
-from tests.deploy.conftest import (
+from tests.deploy.chart import (
     GPU_EXAMPLE,
     MINIMAL,
     HelmFailed,
@@ -22,7 +22,7 @@ from tests.deploy.conftest import (
     secrets_for,
     set_env,
 )
-from trainer.jobs.spec import JobSpec
+from trainer.contract.spec import JobSpec
 
 GiB = 1 << 30
 # What the chart's default worker pod has: 1 GPU, 8 CPUs, 32Gi, and at most 4 of them.

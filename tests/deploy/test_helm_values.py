@@ -12,8 +12,8 @@ import yaml
 
 from service.capacity import check_capacity
 from service.settings import ServiceSettings
-from tests.deploy.conftest import CHART, GPU_EXAMPLE, MINIMAL, HelmFailed, only, pod_specs
-from trainer.jobs.spec import JobSpec
+from tests.deploy.chart import CHART, GPU_EXAMPLE, MINIMAL, HelmFailed, only, pod_specs
+from trainer.contract.spec import JobSpec
 
 HASH = "ab" * 32
 MINIMAL_HASH = yaml.safe_load(MINIMAL.read_text())["tokens"][0]["sha256"]

@@ -14,9 +14,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
-
-from .conftest import BASE, CPU, DOCKER, FILLED, S3, STACKS, example_env, resolve, run_compose
+from tests.docker.compose_files import (
+    BASE,
+    CPU,
+    DOCKER,
+    FILLED,
+    S3,
+    STACKS,
+    example_env,
+    resolve,
+    run_compose,
+)
+from tests.helpers import REPO
 
 RAY_NODES = {"gpu": ["ray-head", "ray-gpu-worker"], "cpu": ["ray-head", "ray-cpu-worker"]}
 RAY_NODES |= {"s3": RAY_NODES["gpu"], "s3-cpu": RAY_NODES["cpu"]}

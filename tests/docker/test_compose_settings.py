@@ -11,9 +11,8 @@ import pytest
 
 from service.capacity import check_capacity
 from service.settings import JobLimits, ServiceSettings, load_settings
-from trainer.jobs.spec import JobSpec
-
-from .conftest import BASE, CPU, DOCKER, STACKS, example_env, resolve
+from tests.docker.compose_files import BASE, CPU, DOCKER, STACKS, example_env, resolve
+from trainer.contract.spec import JobSpec
 
 PASSED_ON = ["ANCHOR_OPT_LIMITS", "ANCHOR_OPT_TENANT_MAX_RUNNING_JOBS", "ANCHOR_OPT_TENANT_MAX_QUEUED_JOBS",
              "ANCHOR_OPT_TENANT_MAX_GPUS", "ANCHOR_OPT_METRICS_PUBLIC", "ANCHOR_OPT_METRICS_CACHE_S",

@@ -18,9 +18,8 @@ import pytest
 from service.app import create_app
 from service.auth import hash_token
 from service.settings import ServiceSettings, TokenEntry
-from trainer.storage import StorageSettings
-
-from .conftest import client, free_port, serving
+from tests.helpers import client, free_port, serving
+from trainer.contract.storage import StorageSettings
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "token-of-team-a"

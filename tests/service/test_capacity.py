@@ -21,11 +21,9 @@ from service.capacity import (
     model_parameters,
 )
 from service.settings import JobLimits, ServiceSettings
-from tests.conftest import REPO
+from tests.helpers import REPO, client, serving
 from trainer.config import load_config
-from trainer.jobs.spec import JobSpec
-
-from .conftest import client, serving
+from trainer.contract.spec import JobSpec
 
 CLUSTER = "http://ray-head:8265"  # a named cluster: nothing here talks to it
 
@@ -142,7 +140,7 @@ def test_the_estimate_grows_with_what_a_spec_asks():
 
 def test_the_parameter_count_is_the_models():
     torch = pytest.importorskip("torch")
-    from trainer.model import Detector
+    from trainer.model.detector import Detector
 
     cases = [({}, 3), ({"model": {"backbone": "darknet19"}}, 80), ({"model": {"width": 0.5}}, 1),
              ({"model": {"width": 4}, "anchors": {"num": 9}}, 20)]  # fmt: skip

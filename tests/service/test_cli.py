@@ -11,14 +11,12 @@ import yaml
 from service.app import create_app
 from service.auth import hash_token
 from service.settings import ServiceSettings, TokenEntry
+from tests.helpers import free_port, serving, small_config
 from trainer.cli import main
-from trainer.jobs.spec import JobSpec
-from trainer.jobs.store import JobStore
-from trainer.run import train
-from trainer.storage import LocalStorage
-
-from ..trainer.conftest import small_config
-from .conftest import free_port, serving
+from trainer.contract.spec import JobSpec
+from trainer.contract.storage import LocalStorage
+from trainer.contract.store import JobStore
+from trainer.train.local_run import train
 
 TOKEN = "cli-token"
 

@@ -19,10 +19,9 @@ from service.app import create_app
 from service.auth import hash_token
 from service.launcher import LocalRayHead
 from service.settings import ServiceSettings, TokenEntry
-from trainer.jobs.store import JobStore
-from trainer.storage import LocalStorage
-
-from .conftest import client, free_port, serving
+from tests.helpers import client, free_port, serving
+from trainer.contract.storage import LocalStorage
+from trainer.contract.store import JobStore
 
 TOKENS = {"team-a": "token-of-team-a", "team-b": "token-of-team-b"}
 HANG_S = 300

@@ -22,11 +22,10 @@ from service.app import create_app
 from service.auth import hash_token
 from service.launcher import LocalRayHead, RayJobs
 from service.settings import ServiceSettings, TokenEntry
+from tests.helpers import client, free_port, serving
 from trainer.cli import main
-from trainer.jobs.store import JobStore
-from trainer.storage import StorageSettings, open_storage, s3_client
-
-from .conftest import client, free_port, serving
+from trainer.contract.storage import StorageSettings, open_storage, s3_client
+from trainer.contract.store import JobStore
 
 TOKEN = "e2e-token"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -193,7 +192,7 @@ def test_a_ray_job_stopped_behind_the_services_back_ends_failed_with_rays_messag
 
 def test_a_running_job_ray_no_longer_knows_is_marked_failed(settings, store):
     """The store says RUNNING on a Ray that has never heard of the job (the cluster was replaced)."""
-    from trainer.jobs.spec import JobSpec, JobState
+    from trainer.contract.spec import JobSpec, JobState
 
     record = store.create(JobSpec.model_validate(spec("orphan", epochs=1)), submitted_by="team-a")
     now = time.time()

@@ -30,10 +30,10 @@ from service.app import default_launcher
 from service.launcher import EmbeddedRay, LocalRayHead, RayJobs, RayUnavailable
 from service.ray_head import scrubbed_environment
 from service.settings import ServiceSettings
-from trainer.storage import StorageSettings
+from tests.helpers import free_port
+from trainer.contract.storage import StorageSettings
 
 from ..processes import listening, loopback, session_processes
-from .conftest import free_port
 
 HANG_S = 120  # a bound against a hang, not a timing
 # Secrets the service holds, each where a service may hold one; none may reach the head.

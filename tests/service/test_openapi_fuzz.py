@@ -30,13 +30,11 @@ from schemathesis import GenerationMode
 from service.app import create_app
 from service.auth import hash_token
 from service.settings import ServiceSettings, TokenEntry
-from trainer.jobs.spec import JobSpec
-from trainer.jobs.store import JobStore
-from trainer.run import train
-from trainer.storage import LocalStorage
-
-from ..trainer.conftest import small_config
-from .conftest import client, serving
+from tests.helpers import client, serving, small_config
+from trainer.contract.spec import JobSpec
+from trainer.contract.storage import LocalStorage
+from trainer.contract.store import JobStore
+from trainer.train.local_run import train
 
 TOKENS = {"fuzz-a": "token-of-fuzz-a", "fuzz-b": "token-of-fuzz-b"}
 AUTH = {"Authorization": f"Bearer {TOKENS['fuzz-a']}"}

@@ -71,7 +71,7 @@ def test_a_scheme_turned_off(roots):
 
 def test_the_local_ray_refuses_jobs_it_could_never_run():
     from service.policy import check_job_spec
-    from trainer.jobs.spec import JobSpec
+    from trainer.contract.spec import JobSpec
 
     small = JobSpec.model_validate({"resources": {"workers": 2, "cpus_per_worker": 1}})
     check_job_spec(small, ServiceSettings(ray_num_cpus=2))
@@ -92,7 +92,7 @@ def test_the_local_ray_refuses_jobs_it_could_never_run():
 
 
 def dataset_spec(source: str, **data):
-    from trainer.jobs.spec import JobSpec
+    from trainer.contract.spec import JobSpec
 
     return JobSpec.model_validate({"data": {"source": source, **data}})
 
@@ -157,7 +157,7 @@ def test_a_tenants_own_roots_replace_the_services(roots):
 
 
 def test_the_s3_mirror_cache_is_never_a_dataset(tmp_path):
-    from trainer.storage import StorageSettings
+    from trainer.contract.storage import StorageSettings
 
     cache = tmp_path / "cache"
     (cache / "s3" / "bucket" / "theirs").mkdir(parents=True)
@@ -180,9 +180,9 @@ def test_the_s3_mirror_cache_is_never_a_dataset(tmp_path):
     ],
 )
 def test_what_the_policy_admits_is_what_the_reader_opens(roots, tmp_path, uri, opened):
-    """One parser (trainer.storage.parse_uri) for the admission check and the reader."""
+    """One parser (trainer.contract.storage.parse_uri) for the admission check and the reader."""
+    from trainer.contract.storage import StorageSettings, mirror_path
     from trainer.data.sources import local_root
-    from trainer.storage import StorageSettings, mirror_path
 
     tmp, settings = roots
     (tmp / "data" / "a b").mkdir()

@@ -15,15 +15,13 @@ from service.app import create_app
 from service.auth import hash_token
 from service.launcher import RayJobs
 from service.settings import ServiceSettings, TokenEntry
-from trainer.jobs.schema import JobStatus
-from trainer.jobs.spec import JobSpec, JobState
-from trainer.jobs.store import JOB_KEY, JobStore
-from trainer.outputs import SNAPSHOT_PREFIX
-from trainer.run import train
-from trainer.storage import LocalStorage, StorageSettings, s3_client
-
-from ..trainer.conftest import small_config
-from .conftest import client, free_port, serving
+from tests.helpers import client, free_port, serving, small_config
+from trainer.contract.documents import JobStatus
+from trainer.contract.spec import JobSpec, JobState
+from trainer.contract.storage import LocalStorage, StorageSettings, s3_client
+from trainer.contract.store import JOB_KEY, JobStore
+from trainer.contract.writer import SNAPSHOT_PREFIX
+from trainer.train.local_run import train
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TOKENS = {"team-a": "token-of-team-a", "team-b": "token-of-team-b"}

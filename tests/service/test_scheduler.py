@@ -22,13 +22,12 @@ from service.launcher import LocalRayHead
 from service.scheduler import MAX_REASON_CHARS, Scheduler, ray_reason
 from service.settings import ServiceSettings
 from service.views import Records
-from trainer.jobs.schema import JobStatus
-from trainer.jobs.spec import JobSpec, JobState
-from trainer.jobs.store import JobStore
-from trainer.outputs import RunWriter
-from trainer.storage import StorageSettings, open_storage
-
-from .conftest import client, free_port, serving
+from tests.helpers import client, free_port, serving
+from trainer.contract.documents import JobStatus
+from trainer.contract.spec import JobSpec, JobState
+from trainer.contract.storage import StorageSettings, open_storage
+from trainer.contract.store import JobStore
+from trainer.contract.writer import RunWriter
 
 # A writer thread that raises (a transition that gave up) fails the test, not just warns.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")

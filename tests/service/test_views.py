@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from service.views import JobEntry, Records, SizedLRU, page, public
-from trainer.jobs.schema import JobRecord
-from trainer.jobs.spec import JobSpec
-from trainer.jobs.store import JOB_KEY, JobStore
-from trainer.storage import LocalStorage, open_storage
+from trainer.contract.documents import JobRecord
+from trainer.contract.spec import JobSpec
+from trainer.contract.storage import LocalStorage, open_storage
+from trainer.contract.store import JOB_KEY, JobStore
 
 SPEC = JobSpec.model_validate({"name": "cached", "optim": {"epochs": 1}})
 

@@ -166,7 +166,7 @@ def test_fit_on_voc07_learned_beats_kmeans_and_yolov2(shared_data, tmp_path):
 
 
 def test_train_on_real_files_stops_at_a_bad_line_or_skips_and_counts_it(tmp_path):
-    from .conftest import make_yolo_dataset
+    from tests.helpers import make_yolo_dataset
 
     root = make_yolo_dataset(tmp_path / "ds", num_train=8, num_val=2)
     label = root / "labels" / "train" / "0003.txt"
@@ -187,7 +187,7 @@ def test_train_on_real_files_stops_at_a_bad_line_or_skips_and_counts_it(tmp_path
 
 
 def test_fit_reads_an_s3_uri_with_settings_from_the_environment(s3_bucket, tmp_path, monkeypatch):
-    from trainer.storage import open_storage
+    from trainer.contract.storage import open_storage
 
     bucket, settings = s3_bucket
     coco = {

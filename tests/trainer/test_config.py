@@ -132,9 +132,8 @@ def test_seeds_outside_what_every_generator_takes_are_refused(field, seed):
 
 
 def test_a_run_at_the_largest_seed_trains(tmp_path):
-    from trainer.run import train
-
-    from .conftest import small_config
+    from tests.helpers import small_config
+    from trainer.train.local_run import train
 
     top = 2**32 - 1
     cfg = small_config(f"seed={top}", f"anchors.seed={top}", "optim.epochs=1", "eval.every_epochs=0")

@@ -16,7 +16,7 @@ folder, outside which nothing is read (the job's confinement, checked at open ti
 `split` names a part of the dataset the way its format does (COCO `train2017`, VOC `trainval`, a key
 of a YOLO yaml, a Brainwash `.idl`); `a+b` concatenates splits. A source that is a single annotation
 file is the whole set and `split` is ignored. S3 sources are mirrored into the local cache first
-(trainer.storage, keyed by ETag: a second open downloads nothing).
+(trainer.contract.storage, keyed by ETag: a second open downloads nothing).
 
 Torch-free, like the readers.
 """
@@ -65,9 +65,9 @@ FetchProgress = Callable[[int, int], None]
 def local_root(source: str | Path, storage_settings=None, progress: FetchProgress | None = None) -> Path:
     """The local folder or file for `source`: a path, `file://` URI, or `s3://` URI (mirrored).
 
-    The URI means what trainer.storage.parse_uri says, the same parser the service's admission
+    The URI means what trainer.contract.storage.parse_uri says, the same parser the service's admission
     check uses, so what was checked is what is opened."""
-    from trainer.storage import StorageError, fetch_to_cache, parse_uri
+    from trainer.contract.storage import StorageError, fetch_to_cache, parse_uri
 
     try:
         where = parse_uri(str(source))
@@ -95,7 +95,7 @@ def data_root(source: str | Path, root: Path, allowed_root: str | None, storage_
     """The DataRoot a dataset is read through (trainer.data.root): the folder of `root` (the local
     source, or its S3 mirror), checked to lie inside `allowed_root` (a folder, or an s3:// prefix whose
     mirror is the bound) when one is given. A local source is never read from the S3 mirror cache."""
-    from trainer.storage import StorageSettings, mirror_path, parse_uri
+    from trainer.contract.storage import StorageSettings, mirror_path, parse_uri
 
     settings = storage_settings or StorageSettings()
     is_s3 = not isinstance(parse_uri(str(source)), Path)

@@ -1,9 +1,8 @@
 import pytest
 
+from tests.helpers import make_yolo_dataset, small_config
 from trainer.data.datasets import build_datasets
 from trainer.data.records import DataError
-
-from ..conftest import make_yolo_dataset, small_config
 
 
 def test_synthetic_by_default():

@@ -2,12 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import make_yolo_dataset
 from trainer.config import AugmentConfig
 from trainer.data.images import ImageDataset
 from trainer.data.records import DataError, DetectionSet, ImageRecord
 from trainer.data.sources import open_dataset
-
-from ..conftest import make_yolo_dataset
 
 
 @pytest.fixture(scope="module")

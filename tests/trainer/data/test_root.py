@@ -234,7 +234,7 @@ def test_open_dataset_confines_to_the_allowed_root(tmp_path, two_tenants):
 def test_an_s3_dataset_cannot_reach_another_tenants_mirror(s3_bucket, tmp_path):
     """Tenant b's images sit in the local mirror of the bucket (b ran a job earlier); tenant a's
     annotations name them by `..`: refused, although the file is right there in the cache."""
-    from trainer.storage import fetch_to_cache, open_storage
+    from trainer.contract.storage import fetch_to_cache, open_storage
 
     bucket, settings = s3_bucket
     store = open_storage(f"s3://{bucket}", settings)

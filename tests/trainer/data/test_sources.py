@@ -1,10 +1,9 @@
 import pytest
 
+from tests.helpers import make_yolo_dataset
+from trainer.contract.storage import open_storage
 from trainer.data.records import DataError
 from trainer.data.sources import detect_format, open_dataset
-from trainer.storage import open_storage
-
-from ..conftest import make_yolo_dataset
 
 
 def _upload(folder, uri, settings) -> int:

@@ -1,0 +1,35 @@
+import math
+
+import torch
+
+from trainer.model.decode import decode_boxes, postprocess
+
+
+def test_zero_offsets_decode_to_the_anchor_at_the_cell_centre():
+    pred = torch.zeros(1, 2, 2, 3, 7)
+    log_anchors = torch.tensor([[8.0, 8.0], [20.0, 10.0]]).log()
+    boxes = decode_boxes(pred, log_anchors, stride=16)
+    assert boxes.shape == (1, 2, 2, 3, 4)
+    # anchor 1, row 1, column 2: centre ((2 + 0.5) * 16, (1 + 0.5) * 16) = (40, 24), size 20 x 10
+    torch.testing.assert_close(boxes[0, 1, 1, 2], torch.tensor([30.0, 19.0, 50.0, 29.0]))
+
+
+def test_size_offsets_scale_the_anchor():
+    pred = torch.zeros(1, 1, 1, 1, 6)
+    pred[..., 2], pred[..., 3] = math.log(2), math.log(0.5)
+    box = decode_boxes(pred, torch.tensor([[10.0, 10.0]]).log(), stride=32)[0, 0, 0, 0]
+    torch.testing.assert_close(box[2:] - box[:2], torch.tensor([20.0, 5.0]))
+
+
+def test_postprocess_keeps_confident_boxes_and_suppresses_duplicates():
+    pred = torch.full((1, 2, 2, 2, 7), -10.0)  # everything unlikely
+    pred[..., :4] = 0
+    pred[0, 0, 0, 0, 4] = 5.0  # confident object, class 1
+    pred[0, 0, 0, 0, 6] = 5.0
+    pred[0, 1, 0, 0, 4] = 4.0  # its near-duplicate with a bigger anchor, same class
+    pred[0, 1, 0, 0, 6] = 5.0
+    log_anchors = torch.tensor([[10.0, 10.0], [11.0, 11.0]]).log()
+    (det,) = postprocess(pred, log_anchors, stride=16, conf_threshold=0.1, nms_iou=0.5)
+    assert det["labels"].tolist() == [1] and det["scores"].shape == (1,)
+    assert det["scores"][0] > 0.9
+    assert bool((det["boxes"] >= 0).all() and (det["boxes"] <= 32).all())

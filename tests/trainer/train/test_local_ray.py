@@ -1,0 +1,64 @@
+"""trainer.train.local_ray: a Ray this process starts (anchor-opt train --workers N) takes commands only
+from this process: every port on 127.0.0.1, and a token no other process has.
+
+The Ray runs in a child process of the test (its own session), so that what it sets up is seen from
+outside, the way another user or machine would see it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from tests.helpers import REPO
+from tests.processes import listening, loopback, session_processes
+
+STARTER = """
+import os, sys
+from trainer.train.ray_run import ensure_ray, ray
+assert ensure_ray(num_cpus=1, temp_dir=sys.argv[1])
+assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42  # our own workers get the token
+print(ray._private.worker.global_worker.node.gcs_address, os.environ["RAY_AUTH_TOKEN_PATH"], flush=True)
+sys.stdin.read()  # until the test is done with us
+ray.shutdown()
+"""
+
+OUTSIDER = """
+import sys, ray
+ray.init(address=sys.argv[1])  # without the token Ray gives up (and exits) once its GCS timeout passes
+print("connected", ray.cluster_resources(), flush=True)
+"""
+
+
+def test_a_local_ray_listens_on_loopback_and_wants_a_token(tmp_path):
+    temp = tempfile.mkdtemp(prefix="rloc-", dir="/tmp")  # short: Ray puts sockets under it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"PYTHONPATH": str(REPO)}
+    ray = subprocess.Popen([sys.executable, "-c", STARTER, temp], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)  # fmt: skip
+    try:
+        gcs, token_path = ray.stdout.readline().split()
+        assert gcs.startswith("127.0.0.1:"), gcs
+        assert os.stat(token_path).st_mode & 0o077 == 0  # the token file is this user's alone
+        sockets = listening(session_processes(ray.pid))
+        assert len(sockets) >= 3, sockets  # the GCS, the raylet, the workers: all seen
+        assert [s for s in sockets if not loopback(s[0])] == []
+
+        def connect(extra: dict) -> subprocess.CompletedProcess:
+            # Single-machine mode too, or the client turns 127.0.0.1 into the machine's address.
+            quick = {"HOME": str(tmp_path), "RAY_gcs_rpc_server_reconnect_timeout_s": "5",
+                     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # fmt: skip
+            return subprocess.run([sys.executable, "-c", OUTSIDER, gcs], capture_output=True, text=True,
+                                  env=env | quick | extra, timeout=180)  # fmt: skip
+
+        outsider = connect({})
+        assert outsider.returncode != 0 and "connected" not in outsider.stdout, outsider.stdout
+        assert "InvalidAuthToken" in outsider.stderr, outsider.stderr[-2000:]
+        holder = connect({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token_path})  # with it: in
+        assert holder.stdout.startswith("connected"), holder.stdout + holder.stderr[-2000:]
+    finally:
+        ray.stdin.close()
+        ray.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -1,0 +1,154 @@
+"""The detector: a backbone, a YOLOv2 prediction head, and the learned anchors as its parameter.
+
+Output layout: raw predictions `[B, A, H, W, 5 + C]` with, per anchor and cell,
+`(tx, ty, tw, th, objectness logit, C class logits)`. A box decodes as
+`bx = (cx + sigmoid(tx)) * stride`, `bw = a_w * exp(tw)` (see trainer.model.decode).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trainer.config import BACKBONE_STRIDES, TrainConfig
+from trainer.model.anchors import Anchors
+
+
+def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride, padding=k // 2, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.1, inplace=True),
+    )
+
+
+class TinyBackbone(nn.Module):
+    """Six 3x3 conv layers, stride 16: fast enough to train on two CPU cores in a minute."""
+
+    stride = BACKBONE_STRIDES["tiny"]
+
+    def __init__(self, width: float = 1.0):
+        super().__init__()
+        c = [max(8, int(n * width)) for n in (16, 32, 64, 64, 128, 128)]
+        self.layers = nn.Sequential(
+            conv_bn(3, c[0], stride=2),
+            conv_bn(c[0], c[1], stride=2),
+            conv_bn(c[1], c[2], stride=2),
+            conv_bn(c[2], c[3]),
+            conv_bn(c[3], c[4], stride=2),
+            conv_bn(c[4], c[5]),
+        )
+        self.out_channels = c[5]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+def _space_to_depth(x: Tensor, block: int = 2) -> Tensor:
+    """YOLOv2's reorg: [B, C, H, W] -> [B, C * block^2, H / block, W / block]."""
+    return F.pixel_unshuffle(x, block)
+
+
+class Darknet19(nn.Module):
+    """YOLOv2's Darknet-19 with its detection layers and the passthrough from the 26x26 map.
+
+    Stride 32. Randomly initialised: no weights are downloaded, ever.
+    """
+
+    stride = BACKBONE_STRIDES["darknet19"]
+
+    def __init__(self):
+        super().__init__()
+        pool = nn.MaxPool2d(2, 2)
+        self.stage1 = nn.Sequential(
+            conv_bn(3, 32), pool,
+            conv_bn(32, 64), pool,
+            conv_bn(64, 128), conv_bn(128, 64, 1), conv_bn(64, 128), pool,
+            conv_bn(128, 256), conv_bn(256, 128, 1), conv_bn(128, 256), pool,
+            conv_bn(256, 512), conv_bn(512, 256, 1), conv_bn(256, 512),
+            conv_bn(512, 256, 1), conv_bn(256, 512),
+        )  # fmt: skip
+        self.stage2 = nn.Sequential(
+            pool,
+            conv_bn(512, 1024), conv_bn(1024, 512, 1), conv_bn(512, 1024),
+            conv_bn(1024, 512, 1), conv_bn(512, 1024),
+            conv_bn(1024, 1024), conv_bn(1024, 1024),
+        )  # fmt: skip
+        self.passthrough = conv_bn(512, 64, 1)
+        self.fuse = conv_bn(1024 + 64 * 4, 1024)
+        self.out_channels = 1024
+
+    def forward(self, x: Tensor) -> Tensor:
+        fine = self.stage1(x)
+        coarse = self.stage2(fine)
+        return self.fuse(torch.cat([_space_to_depth(self.passthrough(fine)), coarse], dim=1))
+
+
+class ShiftFreeBatchNorm(nn.Module):
+    """Batch norm with a learned scale and no learned shift (trick 3), over channels of [B, C, H, W].
+
+    In training mode each channel's output has zero mean over the batch; there is no bias that
+    could move it, so the mean box size must come from the anchors.
+    """
+
+    def __init__(self, channels: int, momentum: float = 0.03, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, None, self.training, self.momentum, self.eps
+        )
+
+
+class YoloHead(nn.Module):
+    """1x1 conv to A * (5 + C) channels, reshaped to [B, A, H, W, 5 + C].
+
+    With `bn_no_shift`, the 2A channels holding (tw, th) pass through a ShiftFreeBatchNorm.
+    """
+
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, bn_no_shift: bool):
+        super().__init__()
+        self.A, self.C = num_anchors, num_classes
+        self.pred = nn.Conv2d(in_channels, num_anchors * (5 + num_classes), 1)
+        self.wh_norm = ShiftFreeBatchNorm(2 * num_anchors) if bn_no_shift else None
+        with torch.no_grad():  # objectness starts at p = 0.01 so background does not swamp early steps
+            bias = self.pred.bias.view(num_anchors, 5 + num_classes)
+            bias.zero_()
+            bias[:, 4] = -4.6
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        p = self.pred(x).view(b, self.A, 5 + self.C, h, w)
+        if self.wh_norm is not None:
+            wh = self.wh_norm(p[:, :, 2:4].reshape(b, self.A * 2, h, w)).view(b, self.A, 2, h, w)
+            p = torch.cat([p[:, :, :2], wh, p[:, :, 4:]], dim=2)
+        return p.permute(0, 1, 3, 4, 2).contiguous()
+
+
+class Detector(nn.Module):
+    """Backbone + head + anchors. `forward` returns (raw predictions, anchors' log w-h).
+
+    The anchors go through `forward` so that DDP sees them used like any other parameter.
+    """
+
+    def __init__(self, cfg: TrainConfig, anchors_wh: Tensor, num_classes: int):
+        super().__init__()
+        if cfg.model.backbone == "darknet19":
+            self.backbone: nn.Module = Darknet19()
+        else:
+            self.backbone = TinyBackbone(cfg.model.width)
+        self.stride: int = self.backbone.stride
+        self.num_classes = num_classes  # from the dataset
+        self.head = YoloHead(
+            self.backbone.out_channels, cfg.anchors.num, self.num_classes, cfg.tricks.bn_no_shift
+        )
+        self.anchors = Anchors(anchors_wh, learn=cfg.anchors.learn)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """images float [B, 3, S, S] in [0, 1] -> ([B, A, S/stride, S/stride, 5 + C], [A, 2] log px)."""
+        return self.head(self.backbone(images)), self.anchors.log_wh.clone()

@@ -1,0 +1,12 @@
+"""Training: the state and one step, checkpoints, the loop every worker runs, the two Sessions it
+runs under (this process, or a Ray Train worker group), the job driver, and what rank 0 reports.
+
+engine       training state, the epoch sampler, one step, evaluation, exact checkpoints
+evaluation   COCO AP and VOC07 11-point AP through pycocotools
+loop         run_loop: one worker's training, written against a Session
+local_run    train(): a whole run in this process
+ray_run      the Ray Session, the TorchTrainer, waiting for resources
+local_ray    the Ray a command starts for itself, locked down
+driver       run_job: one job of the store from QUEUED to an end
+reporting    what rank 0 writes: snapshots, progress, pictures, the result
+"""

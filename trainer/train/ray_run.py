@@ -1,0 +1,345 @@
+"""Training under Ray Train: trainer.train.loop's loop on every rank of a TorchTrainer worker group.
+
+    train_on_ray(cfg, "s3://bucket/jobs/<id>", Resources(workers=4, gpus_per_worker=1))
+
+Each worker is one DDP rank (gloo on CPUs, NCCL on GPUs with bf16 autocast). Checkpoints go through
+Ray Train into `<run root>/checkpoints/` (pyarrow's S3 filesystem for s3:// roots); when a worker
+dies, Ray restarts the group (up to `resources.max_failures` times) and every rank restores the
+last committed checkpoint, so the step count continues where it was. Everything else the run
+writes goes through trainer.contract.storage from rank 0 (trainer.train.loop).
+
+With no cluster address (argument or RAY_ADDRESS) a local Ray is started, sized to this machine.
+Measured behaviour this builds on: docs/ray-train-notes.md.
+
+Waiting for resources: Ray Train 2.60 waits for its workers' placement silently, for ever (each
+attempt times out after RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S and the next begins). `ResourceWait`,
+a callback in Ray Train's controller, writes why into status.json (`waiting: "waiting for
+resources: 4 workers x 1 GPU; the cluster has 0 GPUs free"`), clears it once the workers are placed,
+and ends the run with `ResourcesUnavailable` once ANCHOR_OPT_RESOURCE_WAIT_S (default 1800) have
+passed without them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+# Before Ray is imported: no usage reporting (offline machines), and prints from the workers once.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+
+import ray  # noqa: E402
+import ray.train  # noqa: E402
+import ray.train.torch  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from ray.train.v2._internal.constants import WORKER_GROUP_START_TIMEOUT_S_ENV_VAR  # noqa: E402
+from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback  # noqa: E402
+from ray.train.v2.api.exceptions import ControllerError  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.contract.spec import DEFAULT_RESOURCE_WAIT_S, RESOURCE_WAIT_ENV, Resources  # noqa: E402
+from trainer.contract.storage import StorageSettings, parse_uri  # noqa: E402
+from trainer.contract.writer import CHECKPOINT_PREFIX, RunWriter  # noqa: E402
+from trainer.train.local_ray import lock_down  # noqa: E402
+from trainer.train.loop import Session, run_loop  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"  # inside each Ray checkpoint folder
+RUN_NAME = CHECKPOINT_PREFIX.rstrip("/")  # Ray's run folder under the run root: checkpoints/
+_QUIET = "trainer.train.ray_run.quiet_ray_logs"
+
+
+class RaySession(Session):
+    """A rank of a Ray Train worker group (call inside the training function)."""
+
+    checkpoint_key = CHECKPOINT_PREFIX
+
+    def __init__(self) -> None:
+        ctx = ray.train.get_context()
+        self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.amp = self.device.type == "cuda"
+
+    def prepare_model(self, model: nn.Module) -> nn.Module | None:
+        wrapped = ray.train.torch.prepare_model(model)  # DistributedDataParallel when world_size > 1
+        return None if wrapped is model else wrapped
+
+    def prepare_loader(self, loader):
+        # Our EpochSampler already gives each rank its slice of every global batch (and the
+        # augmentation seeds); Ray's own DistributedSampler would replace it. Batches to the device.
+        return ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False)
+
+    def restore(self) -> tuple[bytes, str] | None:
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as folder:
+            return (Path(folder) / CHECKPOINT_FILE).read_bytes(), checkpoint.path
+
+    def save(self, data: bytes | None, step: int, epoch: int) -> None:
+        metrics = {"step": step, "epoch": epoch}
+        if data is None:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:  # report uploads it before returning
+            (Path(folder) / CHECKPOINT_FILE).write_bytes(data)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+    def sum(self, t: Tensor) -> Tensor:
+        if self.world_size == 1:
+            return t
+        t = t.detach().to(self.device, torch.float32).clone()
+        dist.all_reduce(t)
+        return t
+
+    def gather(self, t: Tensor) -> list[Tensor]:
+        if self.world_size == 1:
+            return [t]
+        t = t.detach().to(self.device).contiguous()
+        out = [torch.empty_like(t) for _ in range(self.world_size)]
+        dist.all_gather(out, t)
+        return out
+
+
+def _train_worker(config: dict) -> None:
+    """The function each Ray Train worker runs."""
+    quiet_ray_logs()
+    torch.set_num_threads(config["threads"])  # Ray starts workers with OMP_NUM_THREADS=1
+    cfg = TrainConfig.model_validate(config["cfg"])
+    writer = RunWriter(config["root"], config["storage"])
+    run_loop(cfg, writer, RaySession(), fault=config.get("fault"))
+
+
+def quiet_ray_logs() -> None:
+    """Without its dashboard Ray Train warns every ~2 s that it cannot clean up placement groups.
+    Runs in every Ray worker process (worker_process_setup_hook) and in the driver."""
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(
+        logging.ERROR
+    )
+
+
+_started_here = False  # whether ensure_ray started the (local) Ray this process uses
+
+
+def ensure_ray(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    temp_dir: str | None = None,
+    log_to_driver: bool = True,
+) -> bool:
+    """Connects to the cluster at `address` (or RAY_ADDRESS), or starts a local Ray with `num_cpus`
+    (default: this machine's) and `temp_dir` (default /tmp/ray; keep it short: Ray puts Unix
+    sockets under it); a local Ray requires a token and binds to 127.0.0.1 only (trainer.train.local_ray).
+    Call it from the main thread (Ray sets a SIGTERM handler there).
+    `log_to_driver=False` keeps the workers' output out of this process's (the CLI's bar); errors
+    still arrive with the exceptions. True when this call started a local Ray."""
+    global _started_here
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    local = {} if address else lock_down()  # a Ray of ours: token and loopback only (trainer.train.local_ray)
+    ray.init(
+        address=address,
+        num_cpus=None if address else num_cpus,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=log_to_driver,
+        runtime_env={"worker_process_setup_hook": _QUIET},
+        _temp_dir=None if address else temp_dir,
+        **local,
+    )
+    quiet_ray_logs()
+    _started_here = address is None
+    return _started_here
+
+
+def check_capacity(resources: Resources) -> None:
+    """ValueError naming the field when the workers cannot fit the cluster as it is now. Without this
+    Ray Train waits for the resources forever (it retries the worker group start every 60 s), which
+    is right for an autoscaling cluster and wrong for a fixed one such as a local Ray: train_on_ray
+    checks only a Ray that ensure_ray started."""
+    have = ray.cluster_resources()
+    need = {
+        "CPU": ("resources.cpus_per_worker", resources.cpus_per_worker),
+        "GPU": ("resources.gpus_per_worker", resources.gpus_per_worker),
+    }
+    for kind, (field, per_worker) in need.items():
+        total = per_worker * resources.workers
+        if total > have.get(kind, 0) + 1e-9:
+            raise ValueError(
+                f"{field}={per_worker:g} x resources.workers={resources.workers} needs {total:g} {kind}s; "
+                f"the Ray cluster has {have.get(kind, 0):g}"
+            )
+
+
+class ResourcesUnavailable(RuntimeError):
+    """The cluster did not place the job's workers within the wait allowed (ANCHOR_OPT_RESOURCE_WAIT_S)."""
+
+
+def resource_wait_s() -> float:
+    """Seconds a run may wait for its workers: ANCHOR_OPT_RESOURCE_WAIT_S (the service passes its
+    `limits.resource_wait_s`), else DEFAULT_RESOURCE_WAIT_S. ValueError naming the variable."""
+    raw = os.environ.get(RESOURCE_WAIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_RESOURCE_WAIT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{RESOURCE_WAIT_ENV}={raw!r}: expected a positive number of seconds")
+    return value
+
+
+class ResourceWait(ControllerCallback, WorkerGroupCallback):
+    """Runs in Ray Train's controller (pickled there with the trainer): says in status.json when the
+    workers wait for resources, and ends the run once `timeout_s` pass without them.
+
+    Before each worker group start (the first, a retry after Ray's placement timeout, a restart after
+    a worker died) it compares what the workers need with `ray.available_resources()`; the placement
+    attempt's own timeout is set to a tenth of `timeout_s` (1 to 60 s), so the wait is re-checked that
+    often. Once placed, the message is cleared before the training function starts (so no write of
+    rank 0 can race it) and a later restart gets a fresh `timeout_s`."""
+
+    def __init__(self, root: str, settings: StorageSettings, resources: Resources, timeout_s: float):
+        self.root, self.settings, self.timeout_s = root, settings, timeout_s
+        self.workers = resources.workers
+        self.per_worker = {"GPU": resources.gpus_per_worker} if resources.gpus_per_worker else {}
+        self.per_worker["CPU"] = resources.cpus_per_worker
+        self._since: float | None = None  # when the current wait for a placement began
+
+    def after_controller_start(self, train_run_context) -> None:
+        # In the controller's own process only; Ray Train reads it when it creates each worker group.
+        # Shorter attempts only mean more frequent checks: a pending placement is retried at once.
+        poll_s = min(60.0, max(1.0, self.timeout_s / 10))
+        os.environ.setdefault(WORKER_GROUP_START_TIMEOUT_S_ENV_VAR, f"{poll_s:g}")
+
+    def on_controller_start_worker_group(self, *, scaling_config, num_workers):
+        now = time.monotonic()
+        retry = self._since is not None  # the previous attempt did not start: its placement timed out
+        if not retry:
+            self._since = now
+        try:
+            available = ray.available_resources()
+        except Exception:  # the GCS is busy: say nothing this time, keep counting
+            log.warning("could not read the cluster's free resources", exc_info=True)
+            available = None
+        if retry and now - self._since >= self.timeout_s:
+            self._write(None)
+            raise ResourcesUnavailable(
+                f"gave up after {self.timeout_s:g} s {self.message(available or {})} ({RESOURCE_WAIT_ENV}); "
+                "lower resources.workers or what each worker asks for, or free the cluster"
+            )
+        if available is not None and (retry or self.short(available)):
+            self._write(self.message(available))
+        return None  # no label selector: Ray Train places the workers as it would
+
+    def short(self, available: dict) -> bool:
+        return any(n * self.workers > available.get(k, 0) + 1e-9 for k, n in self.per_worker.items())
+
+    def message(self, available: dict) -> str:
+        """'waiting for resources: 4 workers x 1 GPU, 8 CPUs; the cluster has 0 GPUs, 30 CPUs free'"""
+        need = ", ".join(f"{n:g} {k}{'' if n == 1 else 's'}" for k, n in self.per_worker.items())
+        free = ", ".join(f"{available.get(k, 0):g} {k}s" for k in self.per_worker)
+        workers = f"{self.workers} worker{'' if self.workers == 1 else 's'}"
+        return f"waiting for resources: {workers} x {need}; the cluster has {free} free"
+
+    def after_worker_group_start(self, worker_group) -> None:
+        self._since = None
+        current = RunWriter(self.root, self.settings).status()
+        if current is not None and current.waiting:
+            self._write(None)
+
+    def _write(self, waiting: str | None) -> None:
+        try:
+            RunWriter(self.root, self.settings).update_status(waiting=waiting)
+        except Exception:  # storage unreachable: the wait goes on, and so does the run
+            log.warning("could not write the resource wait to %s", self.root, exc_info=True)
+
+
+def ray_storage(root: str, settings: StorageSettings | None = None):
+    """(storage_path, pyarrow filesystem or None) for Ray Train's RunConfig from a run root URI."""
+    where = parse_uri(root)
+    if isinstance(where, Path):
+        return str(where.resolve()), None
+    from pyarrow import fs
+
+    _, bucket, prefix = where
+    s = settings or StorageSettings()
+    kwargs: dict = {
+        "region": s.region,
+        "connect_timeout": s.connect_timeout,
+        "request_timeout": s.read_timeout,
+        "retry_strategy": fs.AwsStandardS3RetryStrategy(max_attempts=s.max_attempts),
+    }
+    if s.endpoint_url:
+        url = urlsplit(s.endpoint_url)
+        kwargs |= {"endpoint_override": url.netloc + url.path.rstrip("/"), "scheme": url.scheme or "https"}
+        kwargs["force_virtual_addressing"] = not s.path_style  # pyarrow is path-style with an endpoint
+    if s.access_key_id:
+        kwargs |= {"access_key": s.access_key_id, "secret_key": s.secret_access_key.get_secret_value()}
+    return f"{bucket}/{prefix}".rstrip("/"), fs.S3FileSystem(**kwargs)
+
+
+def train_on_ray(
+    cfg: TrainConfig,
+    root: str,
+    resources: Resources,
+    settings: StorageSettings | None = None,
+    *,
+    ray_address: str | None = None,
+    fault: dict | None = None,
+    resource_wait: float | None = None,
+) -> None:
+    """Runs the job's training on `resources.workers` Ray Train workers, writing under `root` (a
+    run root URI). Resumes from the checkpoint under `root`/checkpoints when there is one. Raises
+    ray.train.TrainingFailedError when the workers fail more than `resources.max_failures` times,
+    ResourcesUnavailable when they are not placed within `resource_wait` seconds (default:
+    resource_wait_s(), from ANCHOR_OPT_RESOURCE_WAIT_S)."""
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    wait_s = resource_wait if resource_wait is not None else resource_wait_s()
+    ensure_ray(ray_address)
+    if _started_here:
+        check_capacity(resources)
+    settings = settings or StorageSettings()
+    storage_path, filesystem = ray_storage(root, settings)
+    use_gpu = resources.gpus_per_worker > 0
+    per_worker = {"CPU": resources.cpus_per_worker} | ({"GPU": resources.gpus_per_worker} if use_gpu else {})
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={
+            "cfg": cfg.model_dump(mode="json"),
+            "root": root,
+            "storage": settings,
+            "threads": max(1, int(resources.cpus_per_worker)),
+            "fault": fault,
+        },
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=resources.workers, use_gpu=use_gpu, resources_per_worker=per_worker
+        ),
+        run_config=RunConfig(
+            name=RUN_NAME,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
+            failure_config=FailureConfig(max_failures=resources.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            logging_config=LoggingConfig(log_level="WARNING"),  # not a line per report and checkpoint
+            callbacks=[ResourceWait(root, settings, resources, wait_s)],
+        ),
+    )
+    try:
+        trainer.fit()
+    except ControllerError as exc:  # the reason, not Ray's wrapper around it
+        if isinstance(exc.controller_failure, ResourcesUnavailable):
+            raise exc.controller_failure from None
+        raise
