@@ -49,9 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python bench/api_load.py` from a checkout
 
 from service.auth import hash_token, new_token  # noqa: E402
+from trainer.contract.layout import CHECKPOINT_PREFIX  # noqa: E402
 from trainer.contract.storage import LocalStorage  # noqa: E402
 from trainer.contract.store import JobStore  # noqa: E402
-from trainer.contract.writer import CHECKPOINT_PREFIX  # noqa: E402
 
 JOBS = 200
 TENANT = "bench"

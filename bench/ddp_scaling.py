@@ -21,8 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py` from a checkout
 
 from trainer.config import load_config  # noqa: E402
+from trainer.contract.layout import metrics_key
 from trainer.contract.spec import Resources  # noqa: E402
-from trainer.contract.writer import RunWriter, metrics_key  # noqa: E402
+from trainer.contract.writer import RunWriter  # noqa: E402
 from trainer.train.ray_run import ensure_ray, ray, train_on_ray  # noqa: E402
 
 

@@ -12,9 +12,9 @@ from collections import OrderedDict
 import numpy as np
 
 from trainer.contract.documents import AnchorSnapshot
+from trainer.contract.layout import BOXES_KEY, DATASET_KEY
 from trainer.contract.storage import NotFound
 from trainer.contract.store import JobStore
-from trainer.contract.writer import BOXES_KEY, DATASET_KEY
 
 CACHED = 64  # pictures kept in memory
 

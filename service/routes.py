@@ -18,10 +18,10 @@ from service import views
 from service.auth import Principal
 from service.policy import check_job_spec
 from service.schemas import AnchorHistory, JobList, JobPublic, JobSummary, Logs, MetricsHistory, ResultPublic
+from trainer.contract.layout import BOXES_KEY, DATASET_KEY
 from trainer.contract.spec import JobSpec, JobState
 from trainer.contract.storage import NotFound
 from trainer.contract.store import JobExists, JobStore, UnknownJob
-from trainer.contract.writer import BOXES_KEY, DATASET_KEY
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces

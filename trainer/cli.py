@@ -92,7 +92,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainer.contract.writer import CHECKPOINT_PREFIX, RESULT_KEY, RunWriter
+    from trainer.contract.layout import CHECKPOINT_PREFIX, RESULT_KEY
+    from trainer.contract.writer import RunWriter
 
     config_path = _resolve_config(args.config)
     cfg = load_config(config_path, args.set)
@@ -137,9 +138,9 @@ def _train_on_ray(args: argparse.Namespace, cfg, writer) -> dict | None:
     import threading
     import time
 
+    from trainer.contract.layout import RESULT_KEY
     from trainer.contract.spec import JobState, Resources
     from trainer.contract.storage import StorageSettings
-    from trainer.contract.writer import RESULT_KEY
     from trainer.train.driver import train_to_end
 
     if args.workers < 1:

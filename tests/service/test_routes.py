@@ -17,10 +17,10 @@ from service.launcher import RayJobs
 from service.settings import ServiceSettings, TokenEntry
 from tests.helpers import client, free_port, serving, small_config
 from trainer.contract.documents import JobStatus
+from trainer.contract.layout import JOB_KEY, SNAPSHOT_PREFIX
 from trainer.contract.spec import JobSpec, JobState
 from trainer.contract.storage import LocalStorage, StorageSettings, s3_client
-from trainer.contract.store import JOB_KEY, JobStore
-from trainer.contract.writer import SNAPSHOT_PREFIX
+from trainer.contract.store import JobStore
 from trainer.train.local_run import train
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -8,9 +8,10 @@ import pytest
 
 from service.views import JobEntry, Records, SizedLRU, page, public
 from trainer.contract.documents import JobRecord
+from trainer.contract.layout import JOB_KEY
 from trainer.contract.spec import JobSpec
 from trainer.contract.storage import LocalStorage, open_storage
-from trainer.contract.store import JOB_KEY, JobStore
+from trainer.contract.store import JobStore
 
 SPEC = JobSpec.model_validate({"name": "cached", "optim": {"epochs": 1}})
 

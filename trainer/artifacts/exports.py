@@ -20,15 +20,12 @@ import yaml
 from torch import Tensor
 
 from trainer.config import TrainConfig
+from trainer.contract.layout import ANCHORS_CFG_KEY, ANCHORS_JSON_KEY, ANCHORS_YAML_KEY
 from trainer.model.detector import Detector
 
 if TYPE_CHECKING:
     from trainer.contract.writer import RunWriter
 
-ANCHORS_JSON_KEY = "artifacts/anchors.json"
-ANCHORS_YAML_KEY = "artifacts/anchors.yaml"
-ANCHORS_CFG_KEY = "artifacts/anchors.cfg"
-WEIGHTS_KEY = "artifacts/weights.pt"
 
 WEIGHTS_FORMAT = "anchor-opt-weights"
 WEIGHTS_VERSION = 1

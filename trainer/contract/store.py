@@ -26,13 +26,20 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from trainer.contract.documents import AnchorSnapshot, EpochMetrics, JobRecord, JobResult, JobStatus
+from trainer.contract.layout import (
+    JOB_KEY,
+    JOBS_PREFIX,
+    METRICS_PREFIX,
+    RESULT_KEY,
+    SNAPSHOT_PREFIX,
+    STATUS_KEY,
+    job_key,
+    number_of,
+)
 from trainer.contract.spec import JobSpec, JobState
 from trainer.contract.storage import AlreadyExists, NotFound, Storage
 from trainer.contract.transitions import Change, transition
-from trainer.contract.writer import METRICS_PREFIX, RESULT_KEY, SNAPSHOT_PREFIX, STATUS_KEY
 
-JOBS_PREFIX = "jobs/"
-JOB_KEY = "job.json"
 # Lower-case letters, digits and dashes: safe in S3 keys, URLs and Ray submission ids.
 JOB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
 
@@ -66,7 +73,7 @@ class JobStore:
 
     def key(self, job_id: str, name: str = "") -> str:
         """The key of `name` (e.g. "status.json", "anchors/00000100.json") under the job's prefix."""
-        return f"{JOBS_PREFIX}{check_job_id(job_id)}/{name}"
+        return job_key(check_job_id(job_id), name)
 
     def run_uri(self, job_id: str) -> str:
         """The job's prefix as a storage URI (`s3://bucket/root/jobs/<id>`): a training run's root."""
@@ -152,7 +159,7 @@ class JobStore:
         """Anchor snapshots in step order; with `since_step`, only those after it (for polling)."""
         keys = [o.key for o in self.storage.list(self.key(job_id, SNAPSHOT_PREFIX))]
         if since_step is not None:
-            keys = [k for k in keys if _step_of(k) > since_step]
+            keys = [k for k in keys if number_of(k) > since_step]
         return [self._parse(k, AnchorSnapshot) for k in keys]
 
     def latest_snapshot(self, job_id: str) -> AnchorSnapshot | None:
@@ -193,11 +200,6 @@ class JobStore:
 
     def _parse(self, key: str, model: type[_Doc]) -> _Doc:
         return model.model_validate_json(self.storage.read_bytes(key))
-
-
-def _step_of(key: str) -> int:
-    """`jobs/<id>/anchors/00000100.json` -> 100 (snapshot keys are zero-padded steps)."""
-    return int(key.rsplit("/", 1)[-1].split(".", 1)[0])
 
 
 def _dump(doc: BaseModel) -> bytes:

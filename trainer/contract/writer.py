@@ -1,21 +1,6 @@
-"""A run's outputs in a folder, laid out like a job's prefix in storage (DESIGN.md, "Storage layout"):
-
-    status.json                 state, progress (step of total, throughput, ETA), last error
-    config.yaml                 the resolved configuration
-    dataset.json                dataset summary of both splits: images, boxes, classes, bad data
-    boxes.npy                   training boxes' (w, h) px at the input size, float32 [N, 2] (at most
-                                50,000, a fixed sample): the density the anchor pictures draw over
-    anchors/<step:08d>.json     anchor snapshot: step, epoch, anchors in px and grid cells, fit metrics
-    metrics/<epoch:04d>.json    per-epoch losses, learning rates, evaluation
-    result.json                 final anchors, metrics, artifact keys
-    checkpoints/...             exact resume points (last.pt in-process; Ray Train's checkpoint_*/)
-    artifacts/...               anchors over the box distribution, loss curves, the learned anchors
-                                as JSON/YAML/darknet cfg lines, final weights
-
-Keys are zero-padded so that a plain listing is in step order. The root is a local folder or an
-`s3://bucket/prefix`; every object is written whole (trainer.contract.storage), so a reader never sees half
-a file.
-"""
+"""RunWriter: one run's objects (trainer.contract.layout names their keys) under a local folder or an
+`s3://bucket/prefix`; every object is written whole (trainer.contract.storage), so a reader never sees
+half a file."""
 
 from __future__ import annotations
 
@@ -25,28 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from trainer.contract.documents import JobStatus
+from trainer.contract.layout import RUN_KEYS, RUN_PREFIXES, SNAPSHOT_PREFIX, STATUS_KEY
 from trainer.contract.storage import NotFound, Storage, StorageSettings, open_storage
 from trainer.contract.transitions import Change, transition
-
-SNAPSHOT_PREFIX = "anchors/"
-METRICS_PREFIX = "metrics/"
-RESULT_KEY = "result.json"
-STATUS_KEY = "status.json"
-CONFIG_KEY = "config.yaml"
-DATASET_KEY = "dataset.json"
-BOXES_KEY = "boxes.npy"
-CHECKPOINT_PREFIX = "checkpoints/"
-CHECKPOINT_KEY = "checkpoints/last.pt"  # an in-process run's; Ray Train writes checkpoint_*/ folders
-ANCHORS_PLOT_KEY = "artifacts/anchors.png"
-LOSSES_PLOT_KEY = "artifacts/losses.png"
-
-
-def snapshot_key(step: int) -> str:
-    return f"{SNAPSHOT_PREFIX}{step:08d}.json"
-
-
-def metrics_key(epoch: int) -> str:
-    return f"{METRICS_PREFIX}{epoch:04d}.json"
 
 
 class RunWriter:
@@ -114,10 +80,10 @@ class RunWriter:
 
     def clear(self) -> None:
         """Removes a previous run's outputs (snapshots, metrics, result, checkpoint, artifacts)."""
-        for prefix in (SNAPSHOT_PREFIX, METRICS_PREFIX, "artifacts/", CHECKPOINT_PREFIX):
+        for prefix in RUN_PREFIXES:
             for key in self.keys(prefix):
                 self.storage.delete(key)
-        for key in (RESULT_KEY, CONFIG_KEY, DATASET_KEY, STATUS_KEY, BOXES_KEY):
+        for key in RUN_KEYS:
             self.storage.delete(key)
 
 

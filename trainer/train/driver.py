@@ -14,10 +14,11 @@ import time
 
 from trainer.config import TrainConfig
 from trainer.contract.documents import JobStatus
+from trainer.contract.layout import RESULT_KEY
 from trainer.contract.spec import JobState, Resources
 from trainer.contract.storage import StorageSettings, open_storage
 from trainer.contract.store import JobStore
-from trainer.contract.writer import RESULT_KEY, RunWriter
+from trainer.contract.writer import RunWriter
 
 log = logging.getLogger(__name__)
 

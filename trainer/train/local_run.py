@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 from trainer.config import TrainConfig
+from trainer.contract.layout import CHECKPOINT_KEY
 from trainer.contract.spec import JobState
 from trainer.contract.storage import Storage
-from trainer.contract.writer import CHECKPOINT_KEY, RunWriter
+from trainer.contract.writer import RunWriter
 from trainer.train.loop import ProgressFn, Session, run_loop
 
 __all__ = ["ProgressFn", "train"]

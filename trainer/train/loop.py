@@ -23,19 +23,20 @@ import torch
 import yaml
 from torch import Tensor, nn
 
-from trainer.artifacts.exports import WEIGHTS_KEY, weights_bytes, write_anchor_artifacts
+from trainer.artifacts.exports import weights_bytes, write_anchor_artifacts
 from trainer.config import TrainConfig
-from trainer.contract.spec import JobState
-from trainer.contract.writer import (
+from trainer.contract.layout import (
     BOXES_KEY,
     CHECKPOINT_KEY,
     CONFIG_KEY,
     DATASET_KEY,
     RESULT_KEY,
-    RunWriter,
+    WEIGHTS_KEY,
     metrics_key,
     snapshot_key,
 )
+from trainer.contract.spec import JobState
+from trainer.contract.writer import RunWriter
 from trainer.data.datasets import build_datasets
 from trainer.model.anchors import anchor_fit
 from trainer.train.engine import (

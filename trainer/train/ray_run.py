@@ -43,16 +43,15 @@ from ray.train.v2.api.exceptions import ControllerError  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from trainer.config import TrainConfig  # noqa: E402
+from trainer.contract.layout import CHECKPOINT_PREFIX, RAY_CHECKPOINT_FILE, RAY_RUN_NAME
 from trainer.contract.spec import DEFAULT_RESOURCE_WAIT_S, RESOURCE_WAIT_ENV, Resources  # noqa: E402
 from trainer.contract.storage import StorageSettings, parse_uri  # noqa: E402
-from trainer.contract.writer import CHECKPOINT_PREFIX, RunWriter  # noqa: E402
+from trainer.contract.writer import RunWriter  # noqa: E402
 from trainer.train.local_ray import lock_down  # noqa: E402
 from trainer.train.loop import Session, run_loop  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint.pt"  # inside each Ray checkpoint folder
-RUN_NAME = CHECKPOINT_PREFIX.rstrip("/")  # Ray's run folder under the run root: checkpoints/
 _QUIET = "trainer.train.ray_run.quiet_ray_logs"
 
 
@@ -81,7 +80,7 @@ class RaySession(Session):
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as folder:
-            return (Path(folder) / CHECKPOINT_FILE).read_bytes(), checkpoint.path
+            return (Path(folder) / RAY_CHECKPOINT_FILE).read_bytes(), checkpoint.path
 
     def save(self, data: bytes | None, step: int, epoch: int) -> None:
         metrics = {"step": step, "epoch": epoch}
@@ -89,7 +88,7 @@ class RaySession(Session):
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:  # report uploads it before returning
-            (Path(folder) / CHECKPOINT_FILE).write_bytes(data)
+            (Path(folder) / RAY_CHECKPOINT_FILE).write_bytes(data)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
     def sum(self, t: Tensor) -> Tensor:
@@ -328,7 +327,7 @@ def train_on_ray(
             num_workers=resources.workers, use_gpu=use_gpu, resources_per_worker=per_worker
         ),
         run_config=RunConfig(
-            name=RUN_NAME,
+            name=RAY_RUN_NAME,
             storage_path=storage_path,
             storage_filesystem=filesystem,
             failure_config=FailureConfig(max_failures=resources.max_failures),

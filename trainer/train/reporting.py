@@ -13,16 +13,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from trainer.contract.writer import (
+from trainer.contract.layout import (
     ANCHORS_PLOT_KEY,
     CONFIG_KEY,
     DATASET_KEY,
     LOSSES_PLOT_KEY,
     METRICS_PREFIX,
     SNAPSHOT_PREFIX,
-    RunWriter,
     metrics_key,
+    number_of,
 )
+from trainer.contract.writer import RunWriter
 from trainer.model.anchors import anchor_fit, matched_log_error, pixels_to_cells
 from trainer.train.engine import TrainState
 
@@ -154,10 +155,10 @@ def prune_after(writer: RunWriter, step: int, epoch: int) -> None:
     """Removes snapshots after `step` and metrics after `epoch`: left by an attempt that failed after
     the checkpoint this one resumes from. The replay rewrites them, so pollers never see a step twice."""
     for key in writer.keys(SNAPSHOT_PREFIX):
-        if int(key.rsplit("/", 1)[-1].split(".")[0]) > step:
+        if number_of(key) > step:
             writer.storage.delete(key)
     for key in writer.keys(METRICS_PREFIX):
-        if int(key.rsplit("/", 1)[-1].split(".")[0]) > epoch:
+        if number_of(key) > epoch:
             writer.storage.delete(key)
 
 

@@ -10,16 +10,8 @@ import torch
 import yaml
 
 from tests.helpers import small_config
-from trainer.artifacts.exports import (
-    ANCHORS_CFG_KEY,
-    ANCHORS_JSON_KEY,
-    ANCHORS_YAML_KEY,
-    WEIGHTS_KEY,
-    anchor_exports,
-    load_weights,
-    weights_bytes,
-    write_anchor_artifacts,
-)
+from trainer.artifacts.exports import anchor_exports, load_weights, weights_bytes, write_anchor_artifacts
+from trainer.contract.layout import ANCHORS_CFG_KEY, ANCHORS_JSON_KEY, ANCHORS_YAML_KEY, WEIGHTS_KEY
 from trainer.contract.writer import RunWriter
 from trainer.model.detector import Detector
 

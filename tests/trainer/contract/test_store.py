@@ -3,9 +3,10 @@ import json
 import pytest
 
 from trainer.contract.documents import JobStatus
+from trainer.contract.layout import JOB_KEY
 from trainer.contract.spec import JobSpec, JobState
 from trainer.contract.storage import LocalStorage, open_storage
-from trainer.contract.store import JOB_KEY, JobExists, JobStore, UnknownJob, new_job_id
+from trainer.contract.store import JobExists, JobStore, UnknownJob, new_job_id
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -1,6 +1,7 @@
 import pytest
 
-from trainer.contract.writer import RunWriter, metrics_key, snapshot_key
+from trainer.contract.layout import metrics_key, snapshot_key
+from trainer.contract.writer import RunWriter
 
 
 def test_keys_sort_in_step_order():
