@@ -12,7 +12,8 @@ import time
 
 from harness import config, prepare
 
-from trainer.train.engine import epoch_batches, train_step
+from trainer.train.batches import epoch_batches
+from trainer.train.step import train_step
 
 PAIRS = 150
 WARM = 10

@@ -15,7 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python b
 from trainer.config import TrainConfig, load_config  # noqa: E402
 from trainer.data.datasets import Datasets, build_datasets  # noqa: E402
 from trainer.model.anchors import matched_log_error  # noqa: E402
-from trainer.train.engine import TrainState, build_state, epoch_batches, evaluate_model, train_step  # noqa: E402
+from trainer.train.batches import epoch_batches
+from trainer.train.evaluation import evaluate_model
+from trainer.train.state import TrainState, build_state
+from trainer.train.step import train_step  # noqa: E402
 
 _DATASETS: dict = {}
 

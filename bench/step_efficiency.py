@@ -17,7 +17,8 @@ import time
 import torch
 from harness import config, prepare
 
-from trainer.train.engine import epoch_batches, train_step
+from trainer.train.batches import epoch_batches
+from trainer.train.step import train_step
 
 PAIRS = 100
 WARM = 10

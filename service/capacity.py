@@ -39,7 +39,7 @@ TRAIN_BYTES_PER_PX = {"tiny": 150.0, "darknet19": 1300.0}
 EVAL_BYTES_PER_PX = {"tiny": 64.0, "darknet19": 450.0}  # no grad: a layer or two at a time
 INPUT_BYTES_PER_PX = 24.0  # the batch as float32 and scaled (2 x 3 channels x 4 bytes)
 HEAD_COPIES = 4  # the raw predictions [B, A, H, W, 5 + C] in fp32: output, its gradient, loss temporaries
-EVAL_BATCH = 32  # trainer.train.engine.evaluate_model
+EVAL_BATCH = 32  # trainer.train.evaluation.evaluate_model
 # The model's parameters, in fp32 copies: weights, gradients, two AdamW moments, DDP's gradient
 # buckets, and a checkpoint's serialised state (weights and moments, and BytesIO's copy of them).
 # darknet19 (51 M parameters) measured 7.1 copies in one process, where DDP adds none.
@@ -52,7 +52,7 @@ REAL_DATA = 256 * MiB  # decoding, augmentation, an 80-class evaluation: coco128
 REAL_CLASSES = 100  # a real dataset's classes are unknown until it is read; COCO has 80, VOC 20
 # One forked DataLoader worker beyond the pages it shares (coco128's PSS did not grow measurably with 2).
 LOADER_PROCESS = 128 * MiB
-LOADER_PREFETCH = 4  # batches each loader worker prepares ahead (trainer.train.engine)
+LOADER_PREFETCH = 4  # batches each loader worker prepares ahead (trainer.train.batches)
 # The embedded head also runs the job's driver and Ray Train's controller and actors (~1 GiB: a whole
 # 2-worker job measured 2.2 GiB PSS, docs/ray-train-notes.md), and its own daemons and this service.
 JOB_PROCESSES = 1 * GiB

@@ -1,4 +1,4 @@
-"""The service's commands of `anchor-opt` (registered by trainer.cli):
+"""The service's commands of `anchor-opt` (an `anchor_opt.commands` entry point trainer.cli loads):
 
     anchor-opt serve [--host H] [--port P]          the API (uvicorn), settings from ANCHOR_OPT_*
     anchor-opt submit JOB.yaml [--set k=v] [--wait] [--plot PNG] [--idempotency-key K]
@@ -18,17 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress
 from rich.table import Table
 
-from trainer.artifacts.terminal import COLUMNS
+from service.watch import console, follow, progress_info
+from trainer.artifacts.terminal import snapshot_anchors
 
-console = Console(stderr=True)
 out = Console()
-ENDED = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
 def _client(args: argparse.Namespace):
@@ -74,56 +71,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return follow(api, job["id"], args.plot)
 
 
-def follow(api, job_id: str, plot: str | None = None) -> int:
-    """A live bar and anchors table until the job ends; exit status 0 if it SUCCEEDED, 1 otherwise."""
-    progress = Progress(*COLUMNS, console=console)
-    task = progress.add_task(f"job {job_id}", total=None, info="queued")
-    snapshots: list[dict] = []
-    with Live(Group(progress), console=console, refresh_per_second=4) as live:
-        while True:
-            job = api.job(job_id)
-            snapshots += api.anchors(job_id, since_step=snapshots[-1]["step"] if snapshots else None)
-            p = job["progress"]
-            info = job["state"].lower() if job["state"] != "RUNNING" or not p["total_steps"] else _info(p)
-            info = p.get("waiting") or info  # queued behind a limit, or waiting for the cluster
-            progress.update(task, completed=p["step"], total=p["total_steps"], info=info)
-            live.update(Group(progress, anchors_table(snapshots)) if snapshots else Group(progress))
-            if job["state"] in ENDED:
-                break
-            time.sleep(1.0)
-    console.print()
-    state = job["state"]
-    colour = "green" if state == "SUCCEEDED" else "red"
-    console.print(
-        f"job {job_id} [{colour}]{state}[/{colour}]" + (f": {escape(job['error'])}" if job["error"] else "")
-    )
-    if plot and snapshots:
-        Path(plot).parent.mkdir(parents=True, exist_ok=True)
-        Path(plot).write_bytes(api.plot(job_id))
-        console.print(f"anchors picture saved to {plot}")
-    return 0 if state == "SUCCEEDED" else 1
-
-
-def _info(p: dict) -> str:
-    speed = f" {p['images_per_s']:.0f} img/s" if p.get("images_per_s") else ""
-    return f"{p.get('phase') or '':6s} epoch {p['epoch']}/{p['epochs']}{speed}"
-
-
-def anchors_table(snapshots: list[dict]) -> Table:
-    """Each anchor at its start and now (w x h pixels), with the latest fit."""
-    first, last = snapshots[0], snapshots[-1]
-    fit = last.get("fit_dataset") or last["fit"]
-    iou = f"  mean best IoU {fit['mean_best_iou']:.3f}" if fit.get("mean_best_iou") is not None else ""
-    table = Table(title=f"anchors at step {last['step']}/{last['total_steps']} ({last['phase']}){iou}")
-    for column in ("#", "start (px)", "now (px)", "grid cells"):
-        table.add_column(column, justify="right")
-    for k, (a, b, c) in enumerate(zip(first["anchors"], last["anchors"], last["anchors_cells"], strict=True)):
-        table.add_row(
-            str(k), f"{a[0]:.1f} x {a[1]:.1f}", f"{b[0]:.1f} x {b[1]:.1f}", f"{c[0]:.2f} x {c[1]:.2f}"
-        )
-    return table
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as api:
         job = api.job(args.job_id)
@@ -134,7 +81,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     out.print(f"[bold]{job['id']}[/bold] {job.get('name') or ''}  {job['state']}")
     if p["total_steps"]:
         eta = f", eta {p['eta_s']:.0f} s" if p.get("eta_s") and job["state"] == "RUNNING" else ""
-        out.print(f"step {p['step']}/{p['total_steps']}, {_info(p).strip()}{eta}, attempt {p['attempt']}")
+        line = progress_info(p).strip()
+        out.print(f"step {p['step']}/{p['total_steps']}, {line}{eta}, attempt {p['attempt']}")
     if job["error"]:
         out.print(f"[red]error:[/red] {escape(job['error'])}", soft_wrap=True)
     for name, url in job["artifacts"].items():
@@ -148,7 +96,7 @@ def cmd_anchors(args: argparse.Namespace) -> int:
         if not snapshots:
             console.print(f"job {args.job_id} has no anchor snapshot yet")
             return 1
-        out.print(anchors_table(snapshots))
+        out.print(snapshot_anchors(snapshots))
         if args.plot:
             Path(args.plot).write_bytes(api.plot(args.job_id))
             console.print(f"anchors picture saved to {args.plot}")

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from service.cli import console, follow
+from service.watch import console, follow
 from trainer.safe_yaml import read_yaml_mapping
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "trainer" / "configs" / "demo.yaml"

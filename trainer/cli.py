@@ -5,6 +5,7 @@
     anchor-opt config [CONFIG.yaml] [--set key=value ...]
     anchor-opt fit DATASET... [--anchors A] [--image-size S] [--method kmeans|learned] [--compare LIST]
     anchor-opt serve | submit JOB.yaml [--wait] | status ID | anchors ID | cancel ID | jobs | token | demo
+                    (the service's commands: an `anchor_opt.commands` entry point, service.cli)
 
 Torch is imported only by the commands that train, so the base install (no torch) can still run
 the commands that do not.
@@ -22,11 +23,18 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import Progress
 
-from trainer.artifacts.terminal import COLUMNS, Bar, FetchBar, anchor_table, fit_table, print_dataset_summary
+from trainer.artifacts.terminal import (
+    COLUMNS,
+    Bar,
+    FetchBar,
+    fit_table,
+    result_anchors,
+)
 from trainer.config import load_config
 from trainer.contract.storage import StorageError
 
 BUILTIN_CONFIGS = Path(__file__).parent / "configs"
+COMMAND_GROUPS = "anchor_opt.commands"  # entry points that add subcommands
 
 console = Console(stderr=True)
 
@@ -45,48 +53,24 @@ def _resolve_config(name: str) -> Path:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fits anchors to a dataset's box shapes, without training; prints, plots and writes them."""
-    import json
+    from trainer.fit.dataset import fit_dataset
 
-    import torch
-
-    from trainer.data.records import concat_sets
-    from trainer.data.sources import open_dataset
-    from trainer.fit import report as fr
-    from trainer.fit.solver import INITS, fit_anchors
-
-    if args.image_size < 1:
-        raise ValueError(f"--image-size must be a positive number of pixels, got {args.image_size}")
-    compare = [fr.parse_compare(c) for c in args.compare]  # bad input fails before any data is read
-    torch.set_num_threads(1)  # small tensors: threads gain nothing and stall when the cores are busy
-    init = args.init if args.init in INITS else fr.parse_anchor_list(args.init, "--init")
-    num = args.anchors or (len(init) if isinstance(init, list) else 5)
-    tuning = {k: v for k, v in (("temperature", args.temperature), ("dist", args.dist)) if v is not None}
     with Progress(*COLUMNS, console=console, transient=True) as progress:
-        fetch = FetchBar(progress)
-        opened = [
-            open_dataset(
-                d, args.format, args.split, skip_bad=args.skip_bad, check_images=False, progress=fetch
-            )
-            for d in args.dataset
-        ]
-    data = opened[0] if len(opened) == 1 else concat_sets(opened)
-    boxes = data.boxes_wh(args.image_size)
-    result = fit_anchors(boxes, num, args.method, seed=args.seed, init=init, **tuning)
-    report = fr.build_report(
-        data.summary(), boxes, result, fr.resolve_compare(compare, boxes, num, args.seed),
-        image_size=args.image_size, stride=args.stride, sources=[str(d) for d in args.dataset],
-    )  # fmt: skip
+        fitted = fit_dataset(
+            args.dataset, num=args.anchors, method=args.method, init=args.init, compare=args.compare,
+            image_size=args.image_size, stride=args.stride, seed=args.seed, fmt=args.format,
+            split=args.split, skip_bad=args.skip_bad, temperature=args.temperature, dist=args.dist,
+            progress=FetchBar(progress),
+        )  # fmt: skip
     plot = Path(args.plot or (Path(args.out).with_suffix(".png") if args.out else "anchors_fit.png"))
     plot.parent.mkdir(parents=True, exist_ok=True)
-    plot.write_bytes(fr.draw(report, boxes, result, args.name))
-    report["plot"] = str(plot)
+    plot.write_bytes(fitted.picture(args.name))
+    fitted.report["plot"] = str(plot)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-
+        Path(args.out).write_text(fitted.json())
     out = Console()
-    print_dataset_summary(out, report["dataset"], fr.summary_rows(report))
-    fr.print_report(out, report)
+    fitted.print(out)
     out.print(f"picture: {plot}" + (f"\nreport:  {args.out}" if args.out else ""))
     return 0
 
@@ -116,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 1
 
     out_console = Console()
-    out_console.print(anchor_table(result))
+    out_console.print(result_anchors(result))
     out_console.print(fit_table(result))
     if result.get("eval"):
         ev = result["eval"]
@@ -304,10 +288,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.set_defaults(func=cmd_config)
 
-    from service.cli import add_commands  # serve, submit, status, anchors, cancel, jobs, token, demo
-
-    add_commands(sub)
+    add_command_groups(sub)
     return parser
+
+
+def add_command_groups(sub) -> None:
+    """Adds the subcommands that installed packages register as `anchor_opt.commands` entry points:
+    the service's (serve, submit, status, anchors, cancel, jobs, token, demo; pyproject.toml). The
+    trainer knows no service module: it only calls what is registered, each with the subparsers."""
+    from importlib.metadata import entry_points
+
+    for entry in sorted(entry_points(group=COMMAND_GROUPS), key=lambda e: e.name):
+        entry.load()(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

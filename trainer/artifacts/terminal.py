@@ -1,4 +1,6 @@
-"""What the command line shows: progress bars, dataset summaries, anchor and fit tables."""
+"""What the command line shows, for the trainer's commands and the service's alike (rich, no torch):
+progress bars and the one progress line, dataset summaries, and the one anchors table (a row per
+anchor, a column per set of them) that a run's result, a job's snapshots and a fit all print."""
 
 from __future__ import annotations
 
@@ -51,10 +53,8 @@ class Bar:
                 "training", total=event["total"], completed=event["step"], info=""
             )
         elif kind == "step":
-            loss = event["losses"]["total"]
-            self.progress.update(
-                self.task, completed=event["step"], info=f"{event['phase']:6s} loss {loss:7.3f}"
-            )
+            info = progress_line(event["phase"], loss=event["losses"]["total"])
+            self.progress.update(self.task, completed=event["step"], info=info)
         elif kind == "epoch":
             m = event["metrics"]
             ev = m["eval"] or {}
@@ -66,18 +66,65 @@ class Bar:
             )
 
 
-def anchor_table(result: dict) -> Table:
-    init, final = result["anchors"]["init"], result["anchors"]["final"]
-    table = Table(title=f"anchors (w x h, pixels at the {result['image_size']} px input)")
+def progress_line(
+    phase: str | None,
+    *,
+    loss: float | None = None,
+    epoch: int | None = None,
+    epochs: int | None = None,
+    images_per_s: float | None = None,
+) -> str:
+    """The one progress line: "soft   epoch 2/10 412 img/s", "hard   loss   1.234"; what is None is
+    left out. The training bar and the service's `submit --wait` / `status` print it alike."""
+    parts = [f"{phase or '':6s}"]
+    if loss is not None:
+        parts.append(f"loss {loss:7.3f}")
+    if epoch is not None and epochs is not None:
+        parts.append(f"epoch {epoch}/{epochs}")
+    if images_per_s:
+        parts.append(f"{images_per_s:.0f} img/s")
+    return " ".join(parts)
+
+
+def wh(pairs: list[list[float]], digits: str = ".1f") -> list[str]:
+    """(w, h) pairs as "w x h" cells of an anchors table."""
+    return [f"{w:{digits}} x {h:{digits}}" for w, h in pairs]
+
+
+def anchor_table(title: str, columns: dict[str, list[str]], bold: str | None = None) -> Table:
+    """The one anchors table: a row per anchor (numbered), a column per set (`columns`: heading ->
+    one cell per anchor, shorter sets leave their cells empty); `bold` names the column to stress."""
+    table = Table(title=title)
     table.add_column("#", justify="right")
-    table.add_column("init", justify="right")
-    table.add_column("learned", justify="right")
-    table.add_column("grid cells", justify="right")
-    for k, (a, b, c) in enumerate(zip(init, final, result["anchors"]["final_cells"], strict=True)):
-        table.add_row(
-            str(k), f"{a[0]:.1f} x {a[1]:.1f}", f"{b[0]:.1f} x {b[1]:.1f}", f"{c[0]:.2f} x {c[1]:.2f}"
-        )
+    for name in columns:
+        table.add_column(name, justify="right", style="bold" if name == bold else None)
+    for k in range(max((len(cells) for cells in columns.values()), default=0)):
+        table.add_row(str(k), *(cells[k] if k < len(cells) else "" for cells in columns.values()))
     return table
+
+
+def result_anchors(result: dict) -> Table:
+    """A finished run's anchors (result.json): where they started and where they were learned to."""
+    a = result["anchors"]
+    return anchor_table(
+        f"anchors (w x h, pixels at the {result['image_size']} px input)",
+        {"init": wh(a["init"]), "learned": wh(a["final"]), "grid cells": wh(a["final_cells"], ".2f")},
+    )
+
+
+def snapshot_anchors(snapshots: list[dict]) -> Table:
+    """A job's anchors from its snapshots (API JSON): each at its start and now, with the latest fit."""
+    first, last = snapshots[0], snapshots[-1]
+    fit = last.get("fit_dataset") or last["fit"]
+    iou = f"  mean best IoU {fit['mean_best_iou']:.3f}" if fit.get("mean_best_iou") is not None else ""
+    return anchor_table(
+        f"anchors at step {last['step']}/{last['total_steps']} ({last['phase']}){iou}",
+        {
+            "start (px)": wh(first["anchors"]),
+            "now (px)": wh(last["anchors"]),
+            "grid cells": wh(last["anchors_cells"], ".2f"),
+        },
+    )
 
 
 def fit_table(result: dict) -> Table:

@@ -24,6 +24,7 @@ from rich.table import Table
 from torch import Tensor
 
 from trainer.artifacts.exports import anchor_exports
+from trainer.artifacts.terminal import anchor_table, wh
 from trainer.fit.solver import INITS, FitResult, starting_anchors, usable_boxes
 from trainer.model.anchors import FIT_METRICS, anchor_fit
 from trainer.model.boxes import shape_iou
@@ -128,8 +129,8 @@ def build_report(
         init_name = f"init ({result.settings['init']})"
         sets[init_name] = describe_set(result.init, boxes, stride)
     sets[result.method] = describe_set(result.anchors, boxes, stride)
-    for name, wh in compare.items():
-        sets[_unique(name, sets)] = describe_set(wh, boxes, stride)
+    for name, pairs in compare.items():
+        sets[_unique(name, sets)] = describe_set(pairs, boxes, stride)
     size = None
     if len(boxes):
         q = torch.quantile(boxes, torch.tensor([0.0, 0.5, 1.0]), dim=0)
@@ -184,19 +185,12 @@ def summary_rows(report: dict) -> dict[str, str]:
 def print_report(console: Console, report: dict) -> None:
     """The anchors of every set, the metrics table, how the fit went and the export lines."""
     sets, s, result = report["sets"], report["settings"], report["result"]
-    table = Table(title=f"anchors (w x h, pixels at the {s['image_size']} px input), by area")
-    table.add_column("#", justify="right")
-    for name in sets:
-        table.add_column(name, justify="right", style="bold" if name == result else None)
-    table.add_column(f"boxes ({result})", justify="right")
     mine = sets[result]
-    for k in range(max(len(v["anchors"]) for v in sets.values())):
-        row = [str(k)] + [
-            f"{v['anchors'][k][0]:.3g} x {v['anchors'][k][1]:.3g}" if k < len(v["anchors"]) else ""
-            for v in sets.values()
-        ]
-        row.append(str(mine["boxes_per_anchor"][k]) if k < len(mine["anchors"]) else "")
-        table.add_row(*row)
+    columns = {name: wh(v["anchors"], ".3g") for name, v in sets.items()}
+    columns[f"boxes ({result})"] = [str(n) for n in mine["boxes_per_anchor"]]
+    table = anchor_table(
+        f"anchors (w x h, pixels at the {s['image_size']} px input), by area", columns, result
+    )
     console.print(table)
 
     metrics = Table(title=f"how well each set fits the {report['boxes']['used']} boxes")

@@ -26,8 +26,16 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from torch.utils.data import DataLoader
+
+from trainer.config import TrainConfig
+from trainer.data.batching import collate
+from trainer.model.decode import postprocess
+from trainer.model.detector import Detector
+from trainer.train.batches import loader_workers
 
 
 def _xyxy_to_xywh(b: np.ndarray) -> np.ndarray:
@@ -147,3 +155,28 @@ def coco_eval(
         "per_class_ap50": _class_means(precision[:1], num_classes),
         "per_class_voc07_ap50": per_class_voc,
     }
+
+
+@torch.no_grad()
+def evaluate_model(model: Detector, dataset, cfg: TrainConfig, batch_size: int = 32) -> dict:
+    """COCO and VOC07 metrics of the model on `dataset` (eval mode: running BN statistics).
+
+    Predictions are mapped back to each original image and scored against its original boxes,
+    crowd and difficult ones included as ignored (trainer.train.evaluation)."""
+    model.eval()
+    device = next(model.parameters()).device
+    gts, dets, sizes = [], [], []
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate, **loader_workers(cfg))
+    for images, _ in loader:
+        pred, log_anchors = model(images.to(device).float() / 255)
+        ev = cfg.eval
+        found = postprocess(pred, log_anchors, model.stride, ev.conf_threshold, ev.nms_iou, ev.max_detections)
+        for d in found:
+            i = len(gts)
+            gt = dataset.ground_truth(i)
+            sizes.append(gt.pop("size"))
+            gts.append(gt)
+            det = {k: v.cpu().numpy() for k, v in d.items()}
+            det["boxes"] = dataset.to_original(i, det["boxes"])
+            dets.append(det)
+    return coco_eval(gts, dets, model.num_classes, sizes)

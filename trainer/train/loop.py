@@ -39,14 +39,9 @@ from trainer.contract.spec import JobState
 from trainer.contract.writer import RunWriter
 from trainer.data.datasets import build_datasets
 from trainer.model.anchors import anchor_fit
-from trainer.train.engine import (
-    build_state,
-    checkpoint_bytes,
-    epoch_batches,
-    evaluate_model,
-    restore_checkpoint,
-    train_step,
-)
+from trainer.train.batches import epoch_batches
+from trainer.train.checkpoints import checkpoint_bytes, restore_checkpoint
+from trainer.train.evaluation import evaluate_model
 from trainer.train.reporting import (
     History,
     Progress,
@@ -57,6 +52,8 @@ from trainer.train.reporting import (
     result,
     snapshot,
 )
+from trainer.train.state import build_state
+from trainer.train.step import train_step
 
 # Called with events: {"kind": "fetch" | "start" | "step" | "epoch" | "done", ...} (a CLI draws bars
 # from them); "fetch" events follow the download of an s3:// dataset before training starts.

@@ -25,7 +25,7 @@ from trainer.contract.layout import (
 )
 from trainer.contract.writer import RunWriter
 from trainer.model.anchors import anchor_fit, matched_log_error, pixels_to_cells
-from trainer.train.engine import TrainState
+from trainer.train.state import TrainState
 
 
 def anchors_px(state: TrainState) -> Tensor:

@@ -47,7 +47,7 @@ def test_no_module_but_the_layout_spells_a_key():
         tree = ast.parse(path.read_text())
         docs = _docstrings(tree)
         for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
-                if KEY_LIKE.match(node.value):
-                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+            text = node.value if isinstance(node, ast.Constant) and id(node) not in docs else None
+            if isinstance(text, str) and KEY_LIKE.match(text):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
     assert not found, "keys spelled outside trainer/contract/layout.py:\n" + "\n".join(found)

@@ -20,9 +20,11 @@ from trainer.contract.storage import StorageSettings, open_storage, s3_client
 from trainer.contract.store import JobStore
 from trainer.contract.writer import RunWriter
 from trainer.data.datasets import build_datasets
+from trainer.train.batches import epoch_batches
 from trainer.train.driver import run_job
-from trainer.train.engine import build_state, epoch_batches, train_step
 from trainer.train.ray_run import check_capacity, ray_storage, resource_wait_s, train_on_ray
+from trainer.train.state import build_state
+from trainer.train.step import train_step
 
 PNG = b"\x89PNG\r\n\x1a\n"
 # 64 images in global batches of 16 (2 workers x 8): 4 steps an epoch, 12 in all; snapshots every
@@ -105,7 +107,7 @@ def test_two_workers_of_batch_b_match_one_process_of_batch_2b(finished_job):
     """The ranks of a step see exactly the images (and augmentations) one process with the global
     batch would (EpochSampler), and DDP averages their gradients, anchors' included. The one thing
     that differs is batch norm: each rank normalises over its own b images. One process that runs
-    each batch as 2 forward passes of b (engine.train_step's `chunks`) has the same statistics, and
+    each batch as 2 forward passes of b (train_step's `chunks`) has the same statistics, and
     must land on the same anchors up to the 0.001 px rounding of result.json and float summation
     order. SGD, not Adam: a wrong gradient scale (a sum instead of a mean) would show."""
     job, _, store, _ = finished_job

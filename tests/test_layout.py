@@ -1,0 +1,167 @@
+"""The project's shape, checked: the service loads only the torch-free contract of the trainer, the
+trainer imports nothing of the service, no two project modules import each other (directly or round
+a longer loop, lazy imports included), and a module over ~300 lines says why in its docstring."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import REPO
+
+PACKAGES = ("trainer", "service")
+# What of the trainer the service may load: settings and the contract (no torch), plus the pictures
+# and terminal tables it draws from stored JSON.
+SERVICE_MAY_LOAD = {
+    "trainer",
+    "trainer.config",
+    "trainer.safe_yaml",
+    "trainer.artifacts",
+    "trainer.artifacts.plots",
+    "trainer.artifacts.terminal",
+}
+SERVICE_MAY_LOAD_UNDER = ("trainer.contract",)
+LONG = 330  # "~300 lines"
+LONG_REASON = "Longer than 300 lines because"
+
+
+def _allowed(module: str) -> bool:
+    return (
+        module in SERVICE_MAY_LOAD
+        or module.startswith(tuple(p + "." for p in SERVICE_MAY_LOAD_UNDER))
+        or (module in SERVICE_MAY_LOAD_UNDER)
+    )
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
+    """The project modules `path` imports anywhere in it (top level, functions, TYPE_CHECKING)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                out.add(target)
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(path, name, modules) for name, path in modules.items()}
+
+
+def test_the_service_loads_only_the_trainers_contract_even_without_torch():
+    """Imports the API, the command line and every service module with torch unimportable, and lists
+    which project modules were loaded."""
+    code = """
+import importlib.abc, json, pkgutil, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision"):
+            raise ImportError(f"torch is not installed (the test made {name} unimportable)")
+sys.meta_path.insert(0, NoTorch())
+import service
+for m in pkgutil.walk_packages(service.__path__, "service."):
+    importlib.import_module(m.name)
+from service.app import create_app
+from trainer.cli import build_parser
+build_parser()  # the service's subcommands, through their entry point
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("trainer", "service"))))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    loaded = json.loads(done.stdout)
+    trainer = [m for m in loaded if m.startswith("trainer")]
+    assert "service.app" in loaded and "service.cli" in loaded  # it did import them
+    assert [m for m in trainer if not _allowed(m) and m != "trainer.cli"] == [], trainer
+
+
+def test_service_code_imports_only_the_contract_of_the_trainer():
+    """Statically, lazy imports included: the service never reaches past the contract."""
+    bad = {
+        f"{name} -> {target}"
+        for name, targets in _graph().items()
+        if name.startswith("service")
+        for target in targets
+        if target.startswith("trainer") and not _allowed(target)
+    }
+    assert bad == set()
+
+
+def test_the_trainer_imports_nothing_of_the_service():
+    bad = {
+        f"{n} -> {t}"
+        for n, ts in _graph().items()
+        if n.startswith("trainer")
+        for t in ts
+        if t.startswith("service")
+    }
+    assert bad == set()
+
+
+def test_no_import_cycles_between_project_modules():
+    graph = _graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+    sys.setrecursionlimit(10_000)
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert cycles == []
+
+
+def test_a_module_over_300_lines_says_why():
+    long = []
+    for path in _modules().values():
+        lines = len(path.read_text().splitlines())
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        if lines > LONG and LONG_REASON not in doc:
+            long.append(f"{path.relative_to(REPO)}: {lines} lines")
+    assert long == [], f"split these, or say in the docstring '{LONG_REASON} ...'"
