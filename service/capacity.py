@@ -7,7 +7,7 @@ never run is refused before it takes a place in the queue (service.policy.check_
 2. The workers' CPUs and GPUs. On the embedded Ray head (no `ray_address`) against this machine:
    Ray would keep a job it can never place pending for ever, holding a running slot. A named cluster
    may autoscale, so there the limits of 1 are the bound, and a job Ray still cannot place ends
-   FAILED after `limits.resource_wait_s` (trainer.train.ray_run).
+   FAILED after `limits.resource_wait_s` (trainer.train.ray_resources).
 3. Memory: `estimate_memory`'s figure per worker against the machine (embedded head) or against
    `limits.worker_memory_gb` (a cluster's worker).
 

@@ -24,21 +24,26 @@ import fcntl
 import json
 import logging
 import os
-import re
 import secrets
 import shlex
-import signal
 import socket
-import stat
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+
+from service.head_secrets import (
+    PROFILE_NAMES,
+    private_dir,
+    scrubbed_environment,
+    static_s3_credentials,
+    write_private,
+)
+from service.process_group import STOP_GRACE_S, group_alive, kill_group
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +53,6 @@ _STATE_FILE = "head.json"  # process group, URL, token and credentials files of 
 _LOCK_FILE = "head.lock"  # held while a head is chosen or started: one start at a time
 _TOKEN_PREFIX = "anchor-opt-ray-token-"  # one file per start, so a new start never rewrites a live head's
 _CREDENTIALS_PREFIX = "anchor-opt-s3-credentials-"
-
-# Variables never passed to the head: secrets by name. Names ending in _FILE, _PATH or _DIR only say
-# where something is (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE) and stay.
-_SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_KEY", re.I)
-_REFERENCE_NAME = re.compile(r"_(FILE|PATH|DIR)$", re.I)
-# Which profile boto3 and pyarrow read: with our credentials file it must be its [default].
-_PROFILE_NAMES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
 
 
 def auth_headers(token: str | None) -> dict[str, str]:
@@ -78,27 +76,6 @@ def _temp_dir(temp_dir: str | None) -> Path:
     return Path(temp_dir or os.path.join(os.environ.get("RAY_TMPDIR", "/tmp"), "ray"))  # Ray's default
 
 
-def _private_dir(path: Path) -> Path:
-    """`path`, made if missing (0700); refused when it is a link, another user's, or writable by
-    others: whoever could replace the files in it could make the service use their token or head."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise RuntimeError(
-            f"{path} is not a folder of this user's alone (the embedded Ray head keeps its token there): "
-            "remove it, or set ray_temp_dir (ANCHOR_OPT_RAY_TEMP_DIR) to another folder"
-        )
-    return path
-
-
-def _write_private(folder: Path, prefix: str, text: str) -> Path:
-    """A new file under `folder` readable by this user only (0600 from its creation), holding `text`."""
-    fd, name = tempfile.mkstemp(prefix=prefix, dir=folder)  # O_EXCL, mode 0600
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return Path(name)
-
-
 @contextmanager
 def _locked(temp: Path) -> Iterator[None]:
     fd = os.open(temp / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -107,43 +84,6 @@ def _locked(temp: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's group now holds that number: not ours
-        return False
-    return True
-
-
-def _group_gone(pgid: int, wait_s: float) -> bool:
-    """Waits up to `wait_s` for process group `pgid` to be empty; whether it is."""
-    deadline = time.monotonic() + wait_s
-    while _group_alive(pgid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
-# Measured: a head's process group is still there 20 s after SIGTERM (its GCS server hangs on it),
-# so a long grace only delays the SIGKILL that always follows. The raylet and the dashboard have
-# flushed their logs by then; nothing of ours is lost (job state lives in the store).
-STOP_GRACE_S = 2.0
-
-
-def _kill_group(pgid: int, grace_s: float) -> None:
-    """SIGTERM to the group, SIGKILL after `grace_s` (the GCS server can hang on SIGTERM)."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-        if not _group_gone(pgid, grace_s):
-            os.killpg(pgid, signal.SIGKILL)
-            _group_gone(pgid, 5.0)
-    except ProcessLookupError:
-        pass
 
 
 def _port_taken(port: int) -> bool:
@@ -164,37 +104,6 @@ def _free_port(not_this: int) -> str:
             port = s.getsockname()[1]
         if port != not_this:
             return str(port)
-
-
-def static_s3_credentials(s3, environ: Mapping[str, str]) -> dict[str, str] | None:
-    """The service's static S3 keys (its settings', else the AWS_* variables'), in the AWS
-    shared-credentials file's names; None when it uses another source (a profile, a role), which
-    the head's processes then resolve the same way."""
-    if s3 is not None and s3.access_key_id and s3.secret_access_key:
-        keys = {"aws_access_key_id": s3.access_key_id}
-        keys["aws_secret_access_key"] = s3.secret_access_key.get_secret_value()
-    elif environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
-        keys = {"aws_access_key_id": environ["AWS_ACCESS_KEY_ID"]}
-        keys["aws_secret_access_key"] = environ["AWS_SECRET_ACCESS_KEY"]
-        if environ.get("AWS_SESSION_TOKEN"):
-            keys["aws_session_token"] = environ["AWS_SESSION_TOKEN"]
-    else:
-        return None
-    if any(c in v for v in keys.values() for c in "\r\n"):
-        raise ValueError("S3 credentials: a key holds a line break")
-    return keys
-
-
-def scrubbed_environment(environ: Mapping[str, str], secret_values: set[str] = frozenset()) -> dict[str, str]:
-    """`environ` without its secrets: variables named like one, and any whose value holds one of
-    `secret_values` whatever its name (a password copied into another variable)."""
-    values = {v for v in secret_values if v}
-    return {
-        name: value
-        for name, value in environ.items()
-        if not (_SECRET_NAME.search(name) and not _REFERENCE_NAME.search(name))
-        and not any(v in value for v in values)
-    }
 
 
 class LocalRayHead:
@@ -231,10 +140,10 @@ class LocalRayHead:
         """Job server URL of our head at `dashboard_port`: the one this service started in `temp_dir`
         if it still runs, else a new one. RuntimeError when another process holds the port."""
         self.started = False
-        _private_dir(self.private)
+        private_dir(self.private)
         with _locked(self.private):
             state = self._state()
-            if state and _group_alive(state["pgid"]):
+            if state and group_alive(state["pgid"]):
                 return self._reuse(state)
             self._forget(state)
             if _port_taken(self.dashboard_port):
@@ -247,7 +156,7 @@ class LocalRayHead:
 
     def alive(self) -> bool:
         """Whether the process group of the head ensure() last returned still exists."""
-        return self.pgid is not None and _group_alive(self.pgid)
+        return self.pgid is not None and group_alive(self.pgid)
 
     def _state(self) -> dict | None:
         try:
@@ -318,15 +227,15 @@ class LocalRayHead:
         credentials = None
         if keys:  # boto3's and pyarrow's default chains read it (the [default] profile)
             text = "[default]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
-            credentials = _write_private(self.private, _CREDENTIALS_PREFIX, text)
+            credentials = write_private(self.private, _CREDENTIALS_PREFIX, text)
             env["AWS_SHARED_CREDENTIALS_FILE"] = str(credentials)
-            for name in _PROFILE_NAMES:
+            for name in PROFILE_NAMES:
                 env.pop(name, None)
         return env, credentials
 
     def _start(self) -> str:
         token = secrets.token_hex(32)
-        token_file = _write_private(self.private, _TOKEN_PREFIX, token)
+        token_file = write_private(self.private, _TOKEN_PREFIX, token)
         env, credentials = self._environment(token_file)
         cmd = self._command()
         log_path = self.private / "ray-start.log"  # not in the shared temp dir: no planted link
@@ -349,7 +258,7 @@ class LocalRayHead:
                 self.started = True
                 return self.url
             time.sleep(0.25)
-        _kill_group(proc.pid, 5.0)  # what did start of it, so the next ensure() starts clean
+        kill_group(proc.pid, 5.0)  # what did start of it, so the next ensure() starts clean
         self._forget(state)
         self.pgid = self.token = None
         tail = log_path.read_text(errors="replace")[-2000:]
@@ -371,10 +280,10 @@ class LocalRayHead:
         head = LocalRayHead(temp_dir)
         if not (head.private / _STATE_FILE).exists():
             return False
-        with _locked(_private_dir(head.private)):
+        with _locked(private_dir(head.private)):
             state = head._state()
             if state is None:
                 return False
-            _kill_group(state["pgid"], grace_s)
+            kill_group(state["pgid"], grace_s)
             head._forget(state)
         return True

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from service.app import default_launcher
+from service.head_secrets import scrubbed_environment
 from service.launcher import EmbeddedRay, LocalRayHead, RayJobs, RayUnavailable
-from service.ray_head import scrubbed_environment
 from service.settings import ServiceSettings
 from tests.helpers import free_port
 from trainer.contract.storage import StorageSettings

@@ -71,7 +71,8 @@ class JobStatus(_Document):
     started_at: float | None = None
     finished_at: float | None = None
     # Why the job is not training yet: "waiting for resources: 4 workers x 1 GPU; the cluster has
-    # 0 GPUs free" while Ray cannot place its workers (trainer.train.ray_run.ResourceWait); None otherwise.
+    # 0 GPUs free" while Ray cannot place its workers (trainer.train.ray_resources.ResourceWait), or
+    # why the service has not launched it; None otherwise.
     waiting: str | None = None
 
 

@@ -39,7 +39,7 @@ class JobState(StrEnum):
 
 
 # How long a started job waits for Ray to place its workers before it ends FAILED: the service
-# passes its `limits.resource_wait_s` to the driver in this variable (trainer.train.ray_run reads it).
+# passes its `limits.resource_wait_s` to the driver in this variable (trainer.train.ray_resources reads it).
 RESOURCE_WAIT_ENV = "ANCHOR_OPT_RESOURCE_WAIT_S"
 DEFAULT_RESOURCE_WAIT_S = 1800.0  # an autoscaler brings up a GPU node in minutes, not half an hour
 

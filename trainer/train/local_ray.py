@@ -25,6 +25,14 @@ import shutil
 import tempfile
 
 LOOPBACK = "127.0.0.1"
+# Read by Ray at import: no usage reporting (offline machines), and prints from the workers once.
+RAY_DEFAULTS = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+
+
+def set_ray_defaults() -> None:
+    """RAY_DEFAULTS, where the environment does not say otherwise; call before `import ray`."""
+    for name, value in RAY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 
 def lock_down() -> dict:

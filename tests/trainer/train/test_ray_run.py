@@ -7,63 +7,27 @@ a worker killed mid-run and must resume from its checkpoint and end with the ver
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
 import torch
-from ray.util.placement_group import placement_group, remove_placement_group
 
 from tests.helpers import small_config
-from trainer.contract.spec import RESOURCE_WAIT_ENV, JobSpec, JobState, Resources
-from trainer.contract.storage import StorageSettings, open_storage, s3_client
-from trainer.contract.store import JobStore
+from tests.trainer.train.runs import JOB, PNG, WORKERS, submit
+from trainer.contract.spec import JobState
+from trainer.contract.storage import StorageSettings
 from trainer.contract.writer import RunWriter
 from trainer.data.datasets import build_datasets
 from trainer.train.batches import epoch_batches
 from trainer.train.driver import run_job
-from trainer.train.ray_run import check_capacity, ray_storage, resource_wait_s, train_on_ray
+from trainer.train.ray_run import ray_storage
 from trainer.train.state import build_state
 from trainer.train.step import train_step
-
-PNG = b"\x89PNG\r\n\x1a\n"
-# 64 images in global batches of 16 (2 workers x 8): 4 steps an epoch, 12 in all; snapshots every
-# 3 steps and at epoch ends (3, 4, 6, 8, 9, 12); a checkpoint at each epoch end (4, 8, 12).
-JOB = [
-    "optim.epochs=3",
-    "output.snapshot_every=3",
-    "eval.every_epochs=0",
-    "optim.optimizer=sgd",
-    "anchors.lr=0.2",
-]
-WORKERS = Resources(workers=2, cpus_per_worker=1, max_failures=1)
-
-
-@pytest.fixture(scope="module")
-def s3_store(s3_endpoint, tmp_path_factory):
-    """A job store in a fresh bucket; explicit keys, so Ray's worker processes need no environment."""
-    settings = StorageSettings(
-        endpoint_url=s3_endpoint,
-        path_style=True,
-        access_key_id="testing",
-        secret_access_key="testing",
-        cache_dir=tmp_path_factory.mktemp("cache"),
-    )
-    s3_client(settings).create_bucket(Bucket="jobs-ray")
-    uri = "s3://jobs-ray/root"
-    return uri, settings, JobStore(open_storage(uri, settings))
-
-
-def _submit(store: JobStore, *overrides: str, resources: Resources = WORKERS) -> str:
-    cfg = small_config(*JOB, *overrides)
-    spec = JobSpec.model_validate(cfg.model_dump() | {"resources": resources.model_dump()})
-    return store.create(spec).id
 
 
 @pytest.fixture(scope="module")
 def finished_job(ray_cluster, s3_store):
     uri, settings, store = s3_store
-    job = _submit(store)
+    job = submit(store)
     status = run_job(job, uri, settings)
     return job, status, store, settings
 
@@ -127,7 +91,7 @@ def test_a_killed_worker_is_replaced_and_the_job_resumes_from_its_checkpoint(
     ray_cluster, s3_store, finished_job, tmp_path
 ):
     uri, settings, store = s3_store
-    job = _submit(store)
+    job = submit(store)
     # Rank 1 dies after step 6, three seconds after the epoch-1 checkpoint (step 4) was reported.
     fault = {"rank": 1, "step": 6, "marker": str(tmp_path / "crashed"), "delay_s": 3}
     status = run_job(job, uri, settings, fault=fault)
@@ -146,7 +110,7 @@ def test_a_failed_job_ends_failed_and_a_new_driver_resumes_it_from_its_checkpoin
     ray_cluster, s3_store, finished_job, tmp_path
 ):
     uri, settings, store = s3_store
-    job = _submit(store, resources=WORKERS.model_copy(update={"max_failures": 0}))
+    job = submit(store, resources=WORKERS.model_copy(update={"max_failures": 0}))
     fault = {"rank": 0, "step": 6, "marker": str(tmp_path / "crashed"), "delay_s": 3}
     status = run_job(job, uri, settings, fault=fault)
     assert status.state == JobState.FAILED and status.finished_at
@@ -171,17 +135,6 @@ def test_the_spec_and_metrics_json_stay_plain(finished_job):
     assert raw["fit_dataset"]["mean_best_iou"] > 0 and raw["fit"]["bpr"] > 0
 
 
-def test_more_than_a_local_ray_has_is_an_error_naming_the_field(ray_cluster, tmp_path):
-    too_many = Resources(workers=2, cpus_per_worker=2)
-    with pytest.raises(ValueError, match=r"resources.cpus_per_worker=2 x resources.workers=2 needs 4 CPUs"):
-        train_on_ray(small_config(), str(tmp_path), too_many)
-    with pytest.raises(
-        ValueError, match=r"resources.gpus_per_worker=1 .* needs 1 GPUs; the Ray cluster has 0"
-    ):
-        check_capacity(Resources(gpus_per_worker=1, cpus_per_worker=1))
-    assert not list(tmp_path.iterdir())  # refused before anything was written
-
-
 def test_ray_storage_from_a_run_root(tmp_path, s3_endpoint):
     assert ray_storage(str(tmp_path / "run")) == (str(tmp_path / "run"), None)
     settings = StorageSettings(
@@ -189,74 +142,3 @@ def test_ray_storage_from_a_run_root(tmp_path, s3_endpoint):
     )
     path, fs = ray_storage("s3://bucket/root/jobs/abc", settings)
     assert path == "bucket/root/jobs/abc" and type(fs).__name__ == "S3FileSystem"
-
-
-ONE_WORKER = Resources(workers=1, cpus_per_worker=1, max_failures=0)
-
-
-def _hold_every_cpu(ray):
-    """A placement group holding both CPUs of the test's Ray: another job's workers, as it were."""
-    held = placement_group([{"CPU": 2}])
-    ray.get(held.ready(), timeout=60)
-    return held
-
-
-def _driver(job: str, uri: str, settings) -> tuple[threading.Thread, list]:
-    """run_job in a thread (as `anchor-opt run-job` would run), so that a hang fails the test."""
-    ended: list = []
-    thread = threading.Thread(target=lambda: ended.append(run_job(job, uri, settings)), daemon=True)
-    thread.start()
-    return thread, ended
-
-
-def test_a_job_waiting_for_resources_says_so_and_trains_once_they_are_free(ray_cluster, s3_store):
-    """Ray Train used to wait silently: RUNNING at step 0, nothing saying why."""
-    uri, settings, store = s3_store
-    job = _submit(store, "optim.epochs=1", resources=ONE_WORKER)
-    held = _hold_every_cpu(ray_cluster)
-    driver, ended = _driver(job, uri, settings)
-    try:
-        deadline = time.monotonic() + 120  # a bound against a hang, not a timing check
-        while driver.is_alive() and time.monotonic() < deadline:
-            if (status := store.status(job)).waiting:
-                break
-            time.sleep(0.3)
-        assert status.waiting == "waiting for resources: 1 worker x 1 CPU; the cluster has 0 CPUs free"
-        assert status.state == JobState.RUNNING and status.step == 0
-    finally:
-        remove_placement_group(held)
-    driver.join(timeout=300)
-    assert ended and ended[0].state == JobState.SUCCEEDED, ended and ended[0].error
-    assert ended[0].waiting is None and store.status(job).waiting is None  # cleared once placed
-
-
-def test_a_job_that_never_gets_its_resources_ends_failed_after_the_wait(ray_cluster, s3_store, monkeypatch):
-    """It used to wait for ever, holding one of the service's running slots."""
-    uri, settings, store = s3_store
-    monkeypatch.setenv(RESOURCE_WAIT_ENV, "3")  # what the service passes (limits.resource_wait_s)
-    job = _submit(store, resources=ONE_WORKER)
-    held = _hold_every_cpu(ray_cluster)
-    driver, ended = _driver(job, uri, settings)
-    try:
-        driver.join(timeout=180)  # a bound against the old hang
-    finally:
-        remove_placement_group(held)
-    assert ended, "the driver still waits for resources"
-    status = ended[0]
-    assert status.state == JobState.FAILED and status.finished_at and status.waiting is None
-    assert status.error.startswith(
-        "ResourcesUnavailable: gave up after 3 s waiting for resources: 1 worker x 1 CPU; "
-        "the cluster has 0 CPUs free (ANCHOR_OPT_RESOURCE_WAIT_S)"
-    ), status.error
-    assert store.status(job).state == JobState.FAILED
-
-
-def test_the_resource_wait_comes_from_the_environment(monkeypatch):
-    monkeypatch.delenv(RESOURCE_WAIT_ENV, raising=False)
-    assert resource_wait_s() == 1800
-    monkeypatch.setenv(RESOURCE_WAIT_ENV, "90")
-    assert resource_wait_s() == 90
-    for bad in ("0", "-5", "soon", "inf", "nan"):
-        monkeypatch.setenv(RESOURCE_WAIT_ENV, bad)
-        with pytest.raises(ValueError, match=RESOURCE_WAIT_ENV):
-            resource_wait_s()
