@@ -17,46 +17,28 @@ import asyncio
 import contextlib
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
-from service.auth import AuthenticateFirst, Authenticator, AuthError
+from service.auth import AuthenticateFirst, Authenticator
 from service.bind_guard import LoopbackGuard
 from service.capacity import driver_env
+from service.deps import Context
 from service.fairness import TenantLimits
-from service.launcher import RayUnavailable, storage_env
+from service.handlers import health, install_error_handlers
+from service.launcher import storage_env
 from service.limits import BodyLimit
 from service.plots import AnchorPlots
+from service.records import Records
 from service.routes import router
 from service.scheduler import Scheduler
 from service.settings import ServiceSettings, load_settings
 from service.telemetry import Telemetry
-from service.views import Records
-from trainer.contract.storage import InvalidKey, NotFound, StorageError, open_storage, parse_uri
+from trainer.contract.storage import open_storage, parse_uri
 from trainer.contract.store import JobStore
 
 log = logging.getLogger(__name__)
-
-# Seconds a client is asked to wait after a 503 (storage or Ray unreachable): about as long as the
-# storage client's own retries take, and a few scheduler ticks.
-RETRY_AFTER_S = 5
-_RETRY = {"Retry-After": str(RETRY_AFTER_S)}
-
-
-@dataclass
-class Context:
-    settings: ServiceSettings
-    store: JobStore
-    records: Records
-    scheduler: Scheduler
-    plots: AnchorPlots
-    auth: Authenticator
-    launcher: object
 
 
 def absolute_store_uri(uri: str) -> str:
@@ -138,94 +120,8 @@ def create_app(settings: ServiceSettings | None = None, launcher=None, schedule:
     public = {"/healthz", "/readyz", *filter(None, docs), *(["/metrics"] if settings.metrics_public else [])}
     app.add_middleware(AuthenticateFirst, auth=app.state.ctx.auth, public=public, guard=guard)
     telemetry.install(app)
+    app.state.telemetry = telemetry
 
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict:
-        """The process is up."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "storage or Ray unreachable"}})
-    def readyz() -> JSONResponse:
-        """Storage and Ray both answer: each check is ok or unavailable. Why not is in the log only:
-        an anonymous probe must not read storage error text (endpoints, bucket names, keys)."""
-        checks = {}
-        try:
-            store.storage.exists("jobs/.readyz")
-            checks["storage"] = "ok"
-        except Exception as exc:
-            log.warning("readiness: storage unavailable: %s: %s", type(exc).__name__, exc)
-            checks["storage"] = "unavailable"
-        ray = app.state.ctx.launcher
-        try:
-            ray_ok = ray is not None and ray.ping()
-        except Exception as exc:
-            log.warning("readiness: Ray unavailable: %s: %s", type(exc).__name__, exc)
-            ray_ok = False
-        checks["ray"] = "ok" if ray_ok else "unavailable"
-        ready = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503
-        )
-
-    @app.get("/metrics", tags=["health"], response_class=Response)
-    def metrics() -> Response:
-        """Prometheus: requests by route and status, latencies, jobs by state (counted at most every
-        `metrics_cache_s`). Needs a token unless `metrics_public`: the counts span every tenant."""
-        body, media = telemetry.render()
-        return Response(body, media_type=media)
-
-    _install_errors(app)
+    app.include_router(health)
+    install_error_handlers(app)
     return app
-
-
-def _problem(
-    status: int, detail: str, errors: list | None = None, headers: dict | None = None
-) -> JSONResponse:
-    body = {"status": status, "detail": detail, "errors": errors}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _install_errors(app: FastAPI) -> None:
-    @app.exception_handler(AuthError)
-    async def unauthorized(request: Request, exc: AuthError) -> JSONResponse:
-        return _problem(401, exc.detail, headers={"WWW-Authenticate": "Bearer"})
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
-                  for e in exc.errors()]  # fmt: skip
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        loc = [str(p) for p in first["loc"]]
-        if first.get("type") == "json_invalid":  # loc is ["body", <character offset>]
-            loc = ["body", f"character {loc[-1]}"] if len(loc) > 1 else ["body"]
-        elif loc[:1] == ["body"] and len(loc) > 1:  # a field of the body: its path says enough
-            loc = loc[1:]
-        where = ".".join(loc) or "request"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return _problem(422, f"{where}: {first['msg']}{more}", errors)
-
-    # An outage is not the request's fault, nor a bug: 503 and when to try again. The detail says
-    # which dependency; the cause (an endpoint, a bucket, Ray's answer) stays in the service log.
-    @app.exception_handler(StorageError)
-    async def storage_down(request: Request, exc: StorageError) -> JSONResponse:
-        log.error("%s %s: storage unavailable: %s", request.method, request.url.path, exc)
-        return _problem(503, "the job store is unavailable; try again later", headers=_RETRY)
-
-    @app.exception_handler(RayUnavailable)
-    async def ray_down(request: Request, exc: RayUnavailable) -> JSONResponse:
-        log.error("%s %s: Ray unavailable: %s", request.method, request.url.path, exc)
-        return _problem(503, "the Ray cluster is unavailable; try again later", headers=_RETRY)
-
-    @app.exception_handler(NotFound)  # a job, or one of its documents, deleted while a request read it
-    async def gone(request: Request, exc: NotFound) -> JSONResponse:
-        return _problem(404, "not found (deleted while it was read)")
-
-    @app.exception_handler(Exception)
-    @app.exception_handler(InvalidKey)  # a key built wrong is a bug here, not an outage
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("%s %s failed", request.method, request.url.path)
-        return _problem(500, f"internal error ({type(exc).__name__}); the service log has the details")

@@ -23,12 +23,21 @@ import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 from service.ray_head import LocalRayHead, auth_headers, probe
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EmbeddedRay", "LocalRayHead", "RayJobState", "RayJobs", "RayUnavailable", "storage_env"]
+__all__ = [
+    "EmbeddedRay",
+    "Launcher",
+    "LocalRayHead",
+    "RayJobState",
+    "RayJobs",
+    "RayUnavailable",
+    "storage_env",
+]
 
 
 class RayUnavailable(Exception):
@@ -41,6 +50,38 @@ class RayJobState:
     message: str | None
     start_time: float | None  # seconds since the epoch (Ray reports milliseconds)
     end_time: float | None
+
+
+class Launcher(Protocol):
+    """What the scheduler and the API need of a Ray cluster (RayJobs, EmbeddedRay, or a test's own):
+    every call blocks, and an unreachable cluster is RayUnavailable."""
+
+    @property
+    def address(self) -> str:
+        """The job server's URL."""
+
+    def submit(
+        self,
+        job_id: str,
+        entrypoint: list[str],
+        *,
+        num_cpus: float = 0,
+        num_gpus: float = 0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Starts `entrypoint` as Ray job `job_id`; again for the same id is a no-op."""
+
+    def stop(self, job_id: str) -> bool:
+        """Stops the Ray job; whether it was running."""
+
+    def state(self, job_id: str) -> RayJobState | None:
+        """The Ray job's state, None if Ray does not know the id."""
+
+    def logs(self, job_id: str, tail: int = 200) -> str | None:
+        """The last `tail` lines of the Ray job's driver log, None if there are none."""
+
+    def ping(self, timeout_s: float = 5.0) -> bool:
+        """Whether the job server answers (with our credentials)."""
 
 
 def auth_token() -> str | None:

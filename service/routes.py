@@ -1,4 +1,5 @@
-"""The job routes: thin functions over the store (service.views) and the scheduler.
+"""The job routes: thin functions over the store (service.views) and the scheduler. What a route
+acts on comes from its dependencies (service.deps): the context, the caller, the job (or a 404).
 
 Every route is a plain `def`: FastAPI runs it in its thread pool, so the blocking storage and Ray
 calls never stall the event loop. Another tenant's job is a 404, exactly like a missing one.
@@ -6,25 +7,21 @@ calls never stall the event loop. Another tenant's job is a 404, exactly like a 
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Response
 
 from service import views
-from service.auth import Principal
+from service.deps import CallerDep, Context, ContextDep, JobDep, not_found
 from service.policy import check_job_spec
+from service.records import JobEntry
 from service.schemas import AnchorHistory, JobList, JobPublic, JobSummary, Logs, MetricsHistory, ResultPublic
 from trainer.contract.layout import BOXES_KEY, DATASET_KEY
 from trainer.contract.spec import JobSpec, JobState
 from trainer.contract.storage import NotFound
-from trainer.contract.store import JobExists, JobStore, UnknownJob
+from trainer.contract.store import IdempotencyConflict, JobExists, UnknownJob, idempotent_job_id
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
 CONTENT_TYPES = {
     ".json": "application/json",
     ".yaml": "application/yaml",
@@ -33,78 +30,45 @@ CONTENT_TYPES = {
 }  # everything else (weights.pt, boxes.npy) is application/octet-stream
 
 
-def principal(request: Request) -> Principal:
-    return request.state.principal  # set by service.auth.AuthenticateFirst before the body is read
-
-
-Caller = Annotated[Principal, Depends(principal)]
-
-
-def _ctx(request: Request):
-    return request.app.state.ctx
-
-
-def _record(request: Request, job_id: str, caller: Principal):
-    try:
-        return views.owned(_ctx(request).records, job_id, caller.tenant)
-    except (views.JobNotFound, ValueError):  # ValueError: not even a valid id, or a garbage job.json
-        raise HTTPException(404, f"job {job_id!r} not found") from None
-
-
-@contextmanager
-def _existing(request: Request, job_id: str) -> Iterator[None]:
-    """A job deleted from the store after its record was cached is a 404 (and forgotten), as if it
-    had never been."""
-    try:
-        yield
-    except (UnknownJob, views.JobNotFound):
-        _ctx(request).records.forget(job_id)
-        raise HTTPException(404, f"job {job_id!r} not found") from None
-
-
 @router.post("", status_code=201, response_model=JobSummary)
 def submit_job(
     spec: JobSpec,
-    request: Request,
     response: Response,
-    caller: Caller,
+    ctx: ContextDep,
+    caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JobSummary:
     """Records a job (QUEUED) and queues it for Ray. With an `Idempotency-Key`, sending the same
     key and body again returns the same job; the same key with another body is a 409."""
-    ctx = _ctx(request)
     roots = list(caller.dataset_roots) if caller.dataset_roots is not None else None
     try:
         spec = check_job_spec(spec, ctx.settings, roots)  # as it will run: data.allowed_root set
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    job_id = None
-    if idempotency_key is not None:
-        if not IDEMPOTENCY_KEY.match(idempotency_key):
-            raise HTTPException(400, "Idempotency-Key: use 1-200 printable ASCII characters, no spaces")
-        digest = hashlib.sha256(f"{caller.tenant}\0{idempotency_key}".encode()).hexdigest()
-        job_id = "k" + digest[:31]  # the same key always names the same job: the store's create is atomic
-    store: JobStore = ctx.store
-    _within_tenant_limits(ctx, caller.tenant, spec, replay_of=job_id)
     try:
-        record = store.create(
-            spec, job_id=job_id, submitted_by=caller.tenant, idempotency_key=idempotency_key
-        )
-    except JobExists:
-        if job_id is None:  # a generated id that is taken (3 random bytes per second): not a replay
-            raise HTTPException(409, "the generated job id is taken; submit again") from None
-        record = store.record(job_id)  # job.json is the whole job: once it exists, the replay is whole
-        if record.spec != spec or record.submitted_by != caller.tenant:
-            raise HTTPException(409, "Idempotency-Key was already used with a different job spec") from None
+        replay_of = idempotent_job_id(caller.tenant, idempotency_key) if idempotency_key is not None else None
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    _within_tenant_limits(ctx, caller.tenant, spec, replay_of=replay_of)
+    try:
+        record, replayed = ctx.store.submit(spec, caller.tenant, idempotency_key=idempotency_key)
+    except IdempotencyConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    except JobExists:  # a generated id that is taken (3 random bytes per second): not a replay
+        raise HTTPException(409, "the generated job id is taken; submit again") from None
+    if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     ctx.records.add(record)
     ctx.scheduler.kick()
     response.headers["Location"] = f"/jobs/{record.id}"
-    with _existing(request, record.id):
-        return views.summary(views.JobEntry.of(record), store.status(record.id))
+    try:
+        return views.summary(JobEntry.of(record), ctx.store.status(record.id))
+    except UnknownJob:  # deleted at once by someone else
+        ctx.records.forget(record.id)
+        raise not_found(record.id) from None
 
 
-def _within_tenant_limits(ctx, tenant: str, spec: JobSpec, replay_of: str | None) -> None:
+def _within_tenant_limits(ctx: Context, tenant: str, spec: JobSpec, replay_of: str | None) -> None:
     """A job its tenant's GPU limit could never start is a 422; a submit over the tenant's queued-job
     limit is a 429 (not for the replay of a job already accepted). The count is read at submit:
     parallel submits may pass it by the few that race."""
@@ -131,14 +95,13 @@ def _within_tenant_limits(ctx, tenant: str, spec: JobSpec, replay_of: str | None
 
 @router.get("", response_model=JobList)
 def list_jobs(
-    request: Request,
-    caller: Caller,
+    ctx: ContextDep,
+    caller: CallerDep,
     state: JobState | None = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=views.MAX_PAGE)] = views.DEFAULT_PAGE,
 ) -> JobList:
     """The caller's jobs, newest first; `state` filters, `next_cursor` pages."""
-    ctx = _ctx(request)
     ctx.records.refresh()
     try:
         return views.page(ctx.records, caller.tenant, state, cursor, limit)
@@ -147,101 +110,79 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(job_id: str, request: Request, caller: Caller) -> JobPublic:
-    ctx = _ctx(request)
-    record = _record(request, job_id, caller)
-    with _existing(request, record.id):
-        return views.public(ctx.store, ctx.records, record)
+def get_job(job: JobDep, ctx: ContextDep) -> JobPublic:
+    return views.public(ctx.store, ctx.records, job)
 
 
 @router.post("/{job_id}/cancel", response_model=JobSummary)
-def cancel_job(job_id: str, request: Request, caller: Caller) -> JobSummary:
+def cancel_job(job: JobDep, ctx: ContextDep) -> JobSummary:
     """Stops the job (its Ray job, when it has one) and marks it CANCELLED. Cancelling a cancelled
     job changes nothing; a job that already SUCCEEDED or FAILED is a 409."""
-    ctx = _ctx(request)
-    record = _record(request, job_id, caller)
-    with _existing(request, record.id):
-        status = ctx.scheduler.cancel(record.id)
+    status = ctx.scheduler.cancel(job.id)
     if status.state is not JobState.CANCELLED:
-        raise HTTPException(409, f"job {job_id} already ended: {status.state}")
-    return views.summary(views.JobEntry.of(record), status)
+        raise HTTPException(409, f"job {job.id} already ended: {status.state}")
+    return views.summary(JobEntry.of(job), status)
 
 
 @router.get("/{job_id}/anchors", response_model=AnchorHistory)
 def anchors(
-    job_id: str, request: Request, caller: Caller, since_step: Annotated[int | None, Query(ge=-1)] = None
+    job: JobDep, ctx: ContextDep, since_step: Annotated[int | None, Query(ge=-1)] = None
 ) -> AnchorHistory:
     """Every anchor snapshot in step order; `since_step` keeps only later ones (for polling)."""
-    record = _record(request, job_id, caller)
-    return AnchorHistory(job_id=record.id, snapshots=_ctx(request).store.snapshots(record.id, since_step))
+    return AnchorHistory(job_id=job.id, snapshots=ctx.store.snapshots(job.id, since_step))
 
 
 @router.get("/{job_id}/anchors/latest")
-def latest_anchors(job_id: str, request: Request, caller: Caller):
-    record = _record(request, job_id, caller)
-    latest = _ctx(request).store.latest_snapshot(record.id)
+def latest_anchors(job: JobDep, ctx: ContextDep):
+    latest = ctx.store.latest_snapshot(job.id)
     if latest is None:
-        raise HTTPException(404, f"job {job_id} has no anchor snapshot yet")
+        raise HTTPException(404, f"job {job.id} has no anchor snapshot yet")
     return latest
 
 
 @router.get(
     "/{job_id}/anchors/plot.png", response_class=Response, responses={200: {"content": {"image/png": {}}}}
 )
-def anchors_plot(job_id: str, request: Request, caller: Caller) -> Response:
+def anchors_plot(job: JobDep, ctx: ContextDep) -> Response:
     """The paper's Figure 2 for this job so far: training-box density in log w-h, with each
     anchor's path from its start to the latest snapshot."""
-    ctx = _ctx(request)
-    record = _record(request, job_id, caller)
-    snaps = ctx.store.snapshots(record.id)
+    snaps = ctx.store.snapshots(job.id)
     if not snaps:
-        raise HTTPException(404, f"job {job_id} has no anchor snapshot yet")
-    return Response(ctx.plots.draw(record.id, snaps), media_type="image/png")
+        raise HTTPException(404, f"job {job.id} has no anchor snapshot yet")
+    return Response(ctx.plots.draw(job.id, snaps), media_type="image/png")
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsHistory)
-def metrics(job_id: str, request: Request, caller: Caller) -> MetricsHistory:
-    record = _record(request, job_id, caller)
-    return MetricsHistory(job_id=record.id, epochs=_ctx(request).store.metrics(record.id))
+def metrics(job: JobDep, ctx: ContextDep) -> MetricsHistory:
+    return MetricsHistory(job_id=job.id, epochs=ctx.store.metrics(job.id))
 
 
 @router.get("/{job_id}/logs", response_model=Logs)
-def logs(
-    job_id: str, request: Request, caller: Caller, tail: Annotated[int | None, Query(ge=1, le=10_000)] = None
-) -> Logs:
-    ctx = _ctx(request)
-    record = _record(request, job_id, caller)
-    with _existing(request, record.id):
-        text = ctx.scheduler.logs(record.id, tail or ctx.settings.log_tail_lines)
-    return Logs(job_id=record.id, lines=(text or "").splitlines())
+def logs(job: JobDep, ctx: ContextDep, tail: Annotated[int | None, Query(ge=1, le=10_000)] = None) -> Logs:
+    text = ctx.scheduler.logs(job.id, tail or ctx.settings.log_tail_lines)
+    return Logs(job_id=job.id, lines=(text or "").splitlines())
 
 
 @router.get("/{job_id}/result", response_model=ResultPublic)
-def result(job_id: str, request: Request, caller: Caller) -> ResultPublic:
-    record = _record(request, job_id, caller)
-    with _existing(request, record.id):
-        found = _ctx(request).store.result(record.id)
+def result(job: JobDep, ctx: ContextDep) -> ResultPublic:
+    found = ctx.store.result(job.id)
     if found is None:
-        raise HTTPException(404, f"job {job_id} has no result yet")
-    return ResultPublic(
-        job_id=record.id, result=found, artifacts=views.artifact_urls(record.id, found.artifacts)
-    )
+        raise HTTPException(404, f"job {job.id} has no result yet")
+    return ResultPublic(job_id=job.id, result=found, artifacts=views.artifact_urls(job.id, found.artifacts))
 
 
 @router.get("/{job_id}/artifacts/{name}", response_class=Response)
-def artifact(job_id: str, name: str, request: Request, caller: Caller) -> Response:
+def artifact(job: JobDep, name: str, ctx: ContextDep) -> Response:
     """One of result.json's artifacts by name (anchors_json, anchors_yaml, anchors_cfg, weights,
     anchors_plot, ...), plus `dataset` and `boxes` while the job runs."""
-    store = _ctx(request).store
-    record = _record(request, job_id, caller)
-    with _existing(request, record.id):
-        found = store.result(record.id)
+    store, job_id = ctx.store, job.id
+    found = store.result(job_id)
     keys = {"dataset": DATASET_KEY, "boxes": BOXES_KEY} | (found.artifacts if found else {})
     key = keys.get(name)
     if key is None or key.endswith("/"):
         raise HTTPException(404, f"job {job_id} has no artifact {name!r} (known: {', '.join(sorted(keys))})")
     try:
-        data = store.storage.read_bytes(store.key(record.id, key))
+        data = store.storage.read_bytes(store.key(job_id, key))
     except NotFound:
         raise HTTPException(404, f"job {job_id}: artifact {name!r} is not written yet") from None
     media = CONTENT_TYPES.get("." + key.rsplit(".", 1)[-1], "application/octet-stream")

@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 from service.fairness import Job, TenantLimits, plan
 from service.launcher import RayUnavailable
-from service.views import Records
+from service.records import Records
 from trainer.contract.documents import JobStatus
 from trainer.contract.spec import JobState
 from trainer.contract.store import JobStore, UnknownJob

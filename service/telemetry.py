@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from service.views import Records
+from service.records import Records
 from trainer.contract.spec import JobState
 from trainer.contract.store import JobStore
 

@@ -354,3 +354,20 @@ def test_a_killed_head_is_started_again_by_the_next_call(embedded, caplog):
     assert len(restarts) == 1, [r.getMessage() for r in caplog.records]
     url = f"http://127.0.0.1:{settings.ray_dashboard_port}"
     assert request("GET", f"{url}/api/version", token=old_token) == 403  # the old token is worthless
+
+
+def test_every_launcher_has_the_protocols_methods_with_its_signatures():
+    """The scheduler and the API are written against service.launcher.Launcher; both launchers the
+    service builds must take the same calls."""
+    import inspect
+
+    from service.launcher import EmbeddedRay, Launcher, RayJobs
+
+    for method in ("submit", "stop", "state", "logs", "ping"):
+        want = inspect.signature(getattr(Launcher, method))
+        for cls in (RayJobs, EmbeddedRay):
+            got = inspect.signature(getattr(cls, method))
+            assert list(got.parameters) == list(want.parameters) or (
+                cls is EmbeddedRay and method == "submit"  # passes submit's keywords on (**kwargs)
+            ), f"{cls.__name__}.{method}{got} is not Launcher.{method}{want}"
+    assert isinstance(inspect.getattr_static(EmbeddedRay, "address"), property)

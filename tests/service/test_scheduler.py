@@ -19,9 +19,9 @@ import pytest
 
 from service.app import create_app, default_launcher
 from service.launcher import LocalRayHead
+from service.records import Records
 from service.scheduler import MAX_REASON_CHARS, Scheduler, ray_reason
 from service.settings import ServiceSettings
-from service.views import Records
 from tests.helpers import client, free_port, serving
 from trainer.contract.documents import JobStatus
 from trainer.contract.spec import JobSpec, JobState

@@ -2,6 +2,7 @@
 
     store = JobStore(open_storage("s3://anchor-opt", settings))
     record = store.create(spec, submitted_by="team-a")      # job.json alone (conditional create)
+    record, replayed = store.submit(spec, "team-a", idempotency_key="nightly-42")  # at most once
     store.status(record.id)                                   # QUEUED at submitted_at until written
     store.update_status(record.id, {"state": JobState.CANCELLED, "error": "..."})  # compare-and-swap
     store.snapshots(record.id, since_step=100)                # what a poller has not seen yet
@@ -13,11 +14,16 @@ goes through trainer.contract.transitions: a compare-and-swap, so none is lost a
 final. Creating a job writes one object, so a job exists whole or not at all: until its first
 status write, a job is QUEUED since it was submitted. Every write replaces a whole object, so a
 reader sees the old or the new document, never half of one. The keys under a job's prefix are
-trainer.contract.writer' run keys, so a local run folder and a job prefix have the same layout.
+trainer.contract.layout's run keys, so a local run folder and a job prefix have the same layout.
+
+Idempotent submits: `submit(spec, tenant, idempotency_key=K)` names the job after (tenant, K), so the
+same key always names the same job and the store's conditional create decides which request made it;
+sending it again returns that job, with another spec it is IdempotencyConflict.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
@@ -42,6 +48,7 @@ from trainer.contract.transitions import Change, transition
 
 # Lower-case letters, digits and dashes: safe in S3 keys, URLs and Ray submission ids.
 JOB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
 
 _Doc = TypeVar("_Doc", bound=BaseModel)
 
@@ -52,6 +59,19 @@ class JobExists(AlreadyExists):
 
 class UnknownJob(NotFound):
     """No job with this id in the store."""
+
+
+class IdempotencyConflict(ValueError):
+    """The idempotency key was used before, by another spec (or tenant)."""
+
+
+def idempotent_job_id(tenant: str | None, idempotency_key: str) -> str:
+    """The job id of `idempotency_key` for `tenant`: the same pair always names the same job.
+    ValueError naming the key when it is not 1-200 printable ASCII characters without spaces."""
+    if not IDEMPOTENCY_KEY.match(idempotency_key):
+        raise ValueError("Idempotency-Key: use 1-200 printable ASCII characters, no spaces")
+    digest = hashlib.sha256(f"{tenant}\0{idempotency_key}".encode()).hexdigest()  # as ids always were
+    return "k" + digest[:31]
 
 
 def new_job_id() -> str:
@@ -115,6 +135,25 @@ class JobStore:
                 f"job {record.id} already exists", self.storage.uri_for(self.key(record.id))
             ) from None
         return record
+
+    def submit(
+        self, spec: JobSpec, submitted_by: str | None, *, idempotency_key: str | None = None
+    ) -> tuple[JobRecord, bool]:
+        """Creates a job; with `idempotency_key`, at most once per (tenant, key): a submit that finds
+        its key's job returns it (and True: a replay) if the spec and tenant are the same, else
+        IdempotencyConflict. Without a key, JobExists when the generated id is taken."""
+        if idempotency_key is None:
+            return self.create(spec, submitted_by=submitted_by), False
+        job_id = idempotent_job_id(submitted_by, idempotency_key)
+        try:
+            return self.create(
+                spec, job_id=job_id, submitted_by=submitted_by, idempotency_key=idempotency_key
+            ), False
+        except JobExists:
+            record = self.record(job_id)  # job.json is the whole job: once it exists, the replay is whole
+            if record.spec != spec or record.submitted_by != submitted_by:
+                raise IdempotencyConflict("Idempotency-Key was already used with a different job spec") from None
+            return record, True
 
     def job_ids(self) -> list[str]:
         """The id of every job folder, oldest first for ids from `new_job_id`.

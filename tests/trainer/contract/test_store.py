@@ -6,7 +6,14 @@ from trainer.contract.documents import JobStatus
 from trainer.contract.layout import JOB_KEY
 from trainer.contract.spec import JobSpec, JobState
 from trainer.contract.storage import LocalStorage, open_storage
-from trainer.contract.store import JobExists, JobStore, UnknownJob, new_job_id
+from trainer.contract.store import (
+    IdempotencyConflict,
+    JobExists,
+    JobStore,
+    UnknownJob,
+    idempotent_job_id,
+    new_job_id,
+)
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -128,3 +135,25 @@ def test_generated_ids_sort_by_time_and_are_valid():
     ids = [new_job_id() for _ in range(20)]
     assert len(set(ids)) == 20
     JobStore(LocalStorage("/tmp")).key(ids[0])  # passes the id check
+
+
+def test_a_submit_with_a_key_is_one_job_per_tenant_and_key(store):
+    spec = JobSpec()
+    first, replayed = store.submit(spec, "team-a", idempotency_key="nightly-42")
+    assert not replayed and first.id == idempotent_job_id("team-a", "nightly-42") and first.id.startswith("k")
+    again, replayed = store.submit(spec, "team-a", idempotency_key="nightly-42")
+    assert replayed and again == first and store.job_ids() == [first.id]
+    other, replayed = store.submit(spec, "team-b", idempotency_key="nightly-42")  # another tenant's key
+    assert not replayed and other.id != first.id
+    with pytest.raises(IdempotencyConflict, match="already used with a different job spec"):
+        store.submit(JobSpec.model_validate({"name": "else"}), "team-a", idempotency_key="nightly-42")
+    assert store.record(first.id) == first  # the conflict changed nothing
+    unkeyed, replayed = store.submit(spec, "team-a")
+    assert not replayed and unkeyed.idempotency_key is None and unkeyed.id != first.id
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 201, "tab\t", "é"])
+def test_an_idempotency_key_outside_printable_ascii_is_refused_naming_it(store, key):
+    with pytest.raises(ValueError, match="Idempotency-Key"):
+        store.submit(JobSpec(), "team-a", idempotency_key=key)
+    assert store.job_ids() == []

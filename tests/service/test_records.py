@@ -1,4 +1,4 @@
-"""The service's view of the store (service.views.Records) on a local folder and a bucket of the moto
+"""The service's view of the store (service.records.Records) on a local folder and a bucket of the moto
 server: an index of every job for listings, full records cached within a byte budget, and nothing
 kept of a job that is gone."""
 
@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.views import JobEntry, Records, SizedLRU, page, public
+from service.records import JobEntry, Records, SizedLRU
+from service.views import page, public
 from trainer.contract.documents import JobRecord
 from trainer.contract.layout import JOB_KEY
 from trainer.contract.spec import JobSpec
