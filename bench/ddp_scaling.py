@@ -21,8 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py` from a checkout
 
 from trainer.config import load_config  # noqa: E402
-from trainer.contract.layout import metrics_key
+from trainer.contract.layout import metrics_key  # noqa: E402
 from trainer.contract.spec import Resources  # noqa: E402
+from trainer.contract.storage import StorageSettings  # noqa: E402
 from trainer.contract.writer import RunWriter  # noqa: E402
 from trainer.train.ray_run import ensure_ray, ray, train_on_ray  # noqa: E402
 
@@ -44,7 +45,7 @@ def throughput(workers: int, args: argparse.Namespace) -> float:
         resources = Resources(
             workers=workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker
         )
-        train_on_ray(cfg, root, resources)
+        train_on_ray(cfg, root, resources, StorageSettings())  # the bench is an entry point: read once
         writer = RunWriter(root)
         rate = writer.read_json(metrics_key(args.epochs - 1))["images_per_s"]
         steps = writer.read_json("result.json")["steps"]

@@ -51,10 +51,10 @@ def default_launcher(settings: ServiceSettings):
     """Ray's job server at `ray_address`, or the embedded head: a local Ray head that only this
     service can drive (token, loopback, no secrets in its environment: service.ray_head), started
     again when it dies (service.launcher.EmbeddedRay)."""
-    from service.launcher import EmbeddedRay, LocalRayHead, RayJobs
+    from service.launcher import EmbeddedRay, LocalRayHead, RayJobs, auth_token
 
     if settings.ray_address:
-        return RayJobs(settings.ray_address)
+        return RayJobs(settings.ray_address, token=auth_token())  # read once, as Ray would
     head = LocalRayHead(
         settings.ray_temp_dir,
         num_cpus=settings.ray_num_cpus,

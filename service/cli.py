@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,7 +32,9 @@ out = Console()
 def _client(args: argparse.Namespace):
     from service.client import ApiClient
 
-    return ApiClient(args.url, args.token)
+    # The command line's settings, read here once: flags first, then the environment.
+    url = args.url or os.environ.get("ANCHOR_OPT_API_URL")
+    return ApiClient(url, args.token or os.environ.get("ANCHOR_OPT_API_TOKEN"))
 
 
 # --- serve -------------------------------------------------------------------------------------------

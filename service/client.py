@@ -1,6 +1,6 @@
 """A small client of the job API (what `anchor-opt submit/status/anchors/cancel/jobs` use).
 
-    api = ApiClient()                      # ANCHOR_OPT_API_URL, ANCHOR_OPT_API_TOKEN
+    api = ApiClient("http://127.0.0.1:8000", token)  # the CLI reads ANCHOR_OPT_API_URL and _TOKEN
     job = api.submit({"name": "voc", "anchors": {"init": "identical"}})
     api.job(job["id"])["progress"]
 
@@ -10,7 +10,6 @@ job); a service that does not answer is an ApiError saying where it looked.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,8 +28,7 @@ class ApiError(ValueError):
 
 class ApiClient:
     def __init__(self, url: str | None = None, token: str | None = None, timeout_s: float = 30.0):
-        self.url = (url or os.environ.get("ANCHOR_OPT_API_URL") or DEFAULT_URL).rstrip("/")
-        token = token or os.environ.get("ANCHOR_OPT_API_TOKEN")
+        self.url = (url or DEFAULT_URL).rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 

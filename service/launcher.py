@@ -8,8 +8,9 @@ Ray is imported lazily: this module is imported when the service starts, and `im
 Every call blocks (HTTP to the job server); the service runs them in a thread.
 
 Token authentication: the embedded head always wants the token it was started with, and EmbeddedRay
-sends it. For a remote cluster (`ray_address`) `RayJobs` sends the token Ray itself would use
-(`RAY_AUTH_TOKEN`, the file at `RAY_AUTH_TOKEN_PATH`, or `~/.ray/auth_token`) when one exists.
+sends it. For a remote cluster (`ray_address`) the service gives `RayJobs` the token Ray itself would
+use (`auth_token()`: `RAY_AUTH_TOKEN`, the file at `RAY_AUTH_TOKEN_PATH`, or `~/.ray/auth_token`),
+read once when it starts.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ class RayJobs:
 
         try:
             if self._client_obj is None:
-                headers = auth_headers(self._token or auth_token())
+                headers = auth_headers(self._token)
                 self._client_obj = _client_class()(self.address, headers=headers)
             return getattr(self._client_obj, method)(*args, **kwargs)
         except OSError as e:  # ConnectionError from the constructor, requests' errors afterwards
@@ -221,7 +222,7 @@ class RayJobs:
 
     def ping(self, timeout_s: float = 5.0) -> bool:
         """Whether the job server answers (and accepts our token): for the readiness probe."""
-        return probe(self.address, self._token or auth_token(), timeout_s) == 200
+        return probe(self.address, self._token, timeout_s) == 200
 
 
 class EmbeddedRay:

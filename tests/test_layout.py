@@ -98,7 +98,8 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("trainer",
     loaded = json.loads(done.stdout)
     trainer = [m for m in loaded if m.startswith("trainer")]
     assert "service.app" in loaded and "service.cli" in loaded  # it did import them
-    assert [m for m in trainer if not _allowed(m) and m != "trainer.cli"] == [], trainer
+    command_line = {"trainer.cli", "trainer.commands"}  # the `anchor-opt` process itself (no torch at import)
+    assert [m for m in trainer if not _allowed(m) and m not in command_line] == [], trainer
 
 
 def test_service_code_imports_only_the_contract_of_the_trainer():
@@ -165,3 +166,53 @@ def test_a_module_over_300_lines_says_why():
         if lines > LONG and LONG_REASON not in doc:
             long.append(f"{path.relative_to(REPO)}: {lines} lines")
     assert long == [], f"split these, or say in the docstring '{LONG_REASON} ...'"
+
+
+# Where the environment may be read: the entry points (each reads its settings once and passes them
+# down), and the few places that read another program's convention on purpose.
+ENV_READERS = {
+    "trainer.commands": "the trainer's commands: StorageSettings once per command",
+    "service.demo": "`anchor-opt demo`: the service's settings, once",
+    "service.cli": "the client commands' entry point: the API URL and token",
+    "service.settings": "load_settings: the service's settings, once, at its start",
+    "service.app": "create_app without settings loads them (uvicorn --factory)",
+    "trainer.train.ray_resources": "resource_wait_s(), which `anchor-opt run-job` calls once",
+    "trainer.train.ray_run": "ensure_ray: RAY_ADDRESS, Ray's own way to name a cluster",
+    "service.launcher": "auth_token(): the Ray token where Ray itself looks, read once by the service",
+    "service.ray_head": "the head's environment is the service's, scrubbed; RAY_TMPDIR as Ray reads it",
+    "service.capacity": "CUDA_VISIBLE_DEVICES: the GPUs the embedded head may count, as Ray counts them",
+}
+SETTINGS_CLASSES = {"StorageSettings", "ServiceSettings", "JobLimits"}
+
+
+def _env_reads(path: Path) -> list[int]:
+    """Lines that read the process environment: os.environ reads, os.getenv, and settings classes
+    built without arguments (pydantic-settings reads the environment then)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            target = ast.unparse(f)
+            if target in ("os.environ.get", "os.getenv", "load_settings") or (
+                name in SETTINGS_CLASSES and not node.args and not node.keywords
+            ):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+            if isinstance(node.ctx, ast.Load):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Compare) and any(ast.unparse(c) == "os.environ" for c in node.comparators):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_settings_are_read_at_the_entry_points_and_passed_down():
+    """No module reads the environment behind its caller's back (issue 15): a library function gets
+    its settings from whoever called it."""
+    found = {
+        f"{name}:{line}"
+        for name, path in _modules().items()
+        if name not in ENV_READERS
+        for line in _env_reads(path)
+    }
+    assert found == set()

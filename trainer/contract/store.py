@@ -152,7 +152,9 @@ class JobStore:
         except JobExists:
             record = self.record(job_id)  # job.json is the whole job: once it exists, the replay is whole
             if record.spec != spec or record.submitted_by != submitted_by:
-                raise IdempotencyConflict("Idempotency-Key was already used with a different job spec") from None
+                raise IdempotencyConflict(
+                    "Idempotency-Key was already used with a different job spec"
+                ) from None
             return record, True
 
     def job_ids(self) -> list[str]:

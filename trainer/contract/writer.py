@@ -21,6 +21,9 @@ class RunWriter:
 
     def __init__(self, root: str | Path | Storage, settings: StorageSettings | None = None):
         self.storage = root if isinstance(root, Storage) else open_storage(str(root), settings)
+        # What the run reads S3 with (its s3:// data source too), as its entry point read them; None
+        # for a run that touches no S3.
+        self.settings = settings if settings is not None else getattr(self.storage, "settings", None)
 
     @property
     def uri(self) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from trainer.config import TrainConfig
+from trainer.contract.storage import StorageSettings
 from trainer.data.records import DataError
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,13 @@ class Datasets:
         return {"train": self.train.summary(), "val": self.val.summary()}
 
 
-def build_datasets(cfg: TrainConfig, fetch_progress=None) -> Datasets:
+def build_datasets(
+    cfg: TrainConfig, fetch_progress=None, *, storage: StorageSettings | None = None
+) -> Datasets:
     """Renders the synthetic set, or reads the configured dataset's two splits (local or s3://).
 
-    `fetch_progress(done, total)` follows the download of an s3:// source into the local cache."""
+    `fetch_progress(done, total)` follows the download of an s3:// source into the local cache;
+    `storage`: the run's storage settings (S3 and the mirror cache), None for a run without S3."""
     size, data = cfg.model.image_size, cfg.data
     if data.is_synthetic:
         from trainer.data.synthetic import build_synthetic
@@ -65,6 +69,7 @@ def build_datasets(cfg: TrainConfig, fetch_progress=None) -> Datasets:
             skip_bad=data.skip_bad,
             progress=fetch_progress,
             allowed_root=data.allowed_root,
+            storage_settings=storage,
         )
         log.info("%s split %r: %d images", role, split, len(splits[role]))
     if splits["train"].name == splits["val"].name:  # a single annotation file: splits are ignored

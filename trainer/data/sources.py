@@ -77,6 +77,8 @@ def local_root(source: str | Path, storage_settings=None, progress: FetchProgres
         if not where.exists():
             raise DataError(f"dataset source not found: {where}")
         return where
+    if storage_settings is None:
+        raise DataError(f"dataset source {source}: an s3:// source needs the run's storage settings")
     try:
         fetched = fetch_to_cache(str(source), storage_settings, progress)
     except StorageError as exc:  # a missing bucket or prefix is bad input like a missing folder
@@ -95,9 +97,9 @@ def data_root(source: str | Path, root: Path, allowed_root: str | None, storage_
     """The DataRoot a dataset is read through (trainer.data.root): the folder of `root` (the local
     source, or its S3 mirror), checked to lie inside `allowed_root` (a folder, or an s3:// prefix whose
     mirror is the bound) when one is given. A local source is never read from the S3 mirror cache."""
-    from trainer.contract.storage import StorageSettings, mirror_path, parse_uri
+    from trainer.contract.storage import mirror_path, parse_uri
 
-    settings = storage_settings or StorageSettings()
+    settings = storage_settings  # None: a run without S3 settings has no mirror cache to keep out
     is_s3 = not isinstance(parse_uri(str(source)), Path)
     within = None
     if allowed_root is not None:
@@ -107,8 +109,12 @@ def data_root(source: str | Path, root: Path, allowed_root: str | None, storage_
                 f"data.source {source!r} and data.allowed_root {allowed_root!r}: one is an s3:// URI and "
                 "the other a local path"
             )
+        if is_s3 and settings is None:
+            raise DataError(
+                f"data.allowed_root {allowed_root!r}: an s3:// root needs the run's storage settings"
+            )
         within = mirror_path(allowed_root, settings) if is_s3 else bound
-    excluded = () if is_s3 else (settings.cache_dir,)
+    excluded = () if is_s3 or settings is None else (settings.cache_dir,)
     return DataRoot.of_source(root, within, excluded)
 
 

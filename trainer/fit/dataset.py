@@ -11,6 +11,7 @@ import torch
 from rich.console import Console
 
 from trainer.artifacts.terminal import print_dataset_summary
+from trainer.contract.storage import StorageSettings
 from trainer.data.records import concat_sets
 from trainer.data.sources import open_dataset
 from trainer.fit import report as fr
@@ -53,12 +54,13 @@ def fit_dataset(
     temperature: float | None = None,
     dist: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    storage: StorageSettings | None = None,
 ) -> FitReport:
     """Reads `datasets` (paths or URIs; several are combined), fits `num` anchors (default 5, or as
     many as `init` lists) by `method` and compares them with `compare` (fit.report's formats).
 
     Bad input (an image size, an anchor list, a comparison) fails before any data is read; `progress`
-    gets (done, total) while an s3:// dataset is fetched."""
+    gets (done, total) while an s3:// dataset is fetched with the `storage` settings the caller read."""
     if image_size < 1:
         raise ValueError(f"--image-size must be a positive number of pixels, got {image_size}")
     parsed = [fr.parse_compare(c) for c in compare]
@@ -68,7 +70,9 @@ def fit_dataset(
     tuning = {k: v for k, v in (("temperature", temperature), ("dist", dist)) if v is not None}
     torch.set_num_threads(1)  # small tensors: threads gain nothing and stall when the cores are busy
     opened = [
-        open_dataset(d, fmt, split, skip_bad=skip_bad, check_images=False, progress=progress)
+        open_dataset(
+            d, fmt, split, skip_bad=skip_bad, check_images=False, progress=progress, storage_settings=storage
+        )
         for d in datasets
     ]
     data = opened[0] if len(opened) == 1 else concat_sets(opened)

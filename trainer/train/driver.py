@@ -15,7 +15,7 @@ import time
 from trainer.config import TrainConfig
 from trainer.contract.documents import JobStatus
 from trainer.contract.layout import RESULT_KEY
-from trainer.contract.spec import JobState, Resources
+from trainer.contract.spec import DEFAULT_RESOURCE_WAIT_S, JobState, Resources
 from trainer.contract.storage import StorageSettings, open_storage
 from trainer.contract.store import JobStore
 from trainer.contract.writer import RunWriter
@@ -28,15 +28,17 @@ MAX_ERROR_CHARS = 4000  # status.json carries the end of a long error; Ray's log
 def run_job(
     job_id: str,
     store_uri: str,
-    settings: StorageSettings | None = None,
+    settings: StorageSettings,
     *,
     ray_address: str | None = None,
     fault: dict | None = None,
+    resource_wait_s: float = DEFAULT_RESOURCE_WAIT_S,
 ) -> JobStatus:
     """Runs job `job_id` of the store at `store_uri` to its end; returns its final status.
 
-    UnknownJob if the store has no such job. `fault` is for tests (trainer.train.loop.run_loop)."""
-    settings = settings or StorageSettings()
+    `settings` are the storage settings the entry point read (`anchor-opt run-job`: the environment
+    the service gave the Ray job); the workers get them too. UnknownJob if the store has no such
+    job. `fault` is for tests (trainer.train.loop.run_loop)."""
     store = JobStore(open_storage(store_uri, settings))
     record = store.record(job_id)
     status = store.status(job_id)
@@ -46,8 +48,9 @@ def run_job(
     writer = RunWriter(store.run_uri(job_id), settings)
     spec = record.spec
     return train_to_end(
-        writer, spec.train_config(), spec.resources, settings, ray_address=ray_address, fault=fault
-    )
+        writer, spec.train_config(), spec.resources, settings,
+        ray_address=ray_address, fault=fault, resource_wait_s=resource_wait_s,
+    )  # fmt: skip
 
 
 def train_to_end(
@@ -59,6 +62,7 @@ def train_to_end(
     ray_address: str | None = None,
     fault: dict | None = None,
     reopen: bool = False,
+    resource_wait_s: float = DEFAULT_RESOURCE_WAIT_S,
 ) -> JobStatus:
     """Marks the run under `writer` RUNNING, trains it on Ray Train, records how it ended.
 
@@ -75,7 +79,10 @@ def train_to_end(
     try:
         from trainer.train.ray_run import train_on_ray  # torch and Ray only once there is work
 
-        train_on_ray(cfg, writer.uri, resources, settings, ray_address=ray_address, fault=fault)
+        train_on_ray(
+            cfg, writer.uri, resources, settings,
+            ray_address=ray_address, fault=fault, resource_wait_s=resource_wait_s,
+        )  # fmt: skip
     except Exception as exc:
         log.exception("training under %s failed", writer.uri)
         return writer.update_status(  # unless the run was cancelled meanwhile: that stays

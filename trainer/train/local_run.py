@@ -13,7 +13,7 @@ from pathlib import Path
 from trainer.config import TrainConfig
 from trainer.contract.layout import CHECKPOINT_KEY
 from trainer.contract.spec import JobState
-from trainer.contract.storage import Storage
+from trainer.contract.storage import Storage, StorageSettings
 from trainer.contract.writer import RunWriter
 from trainer.train.loop import ProgressFn, Session, run_loop
 
@@ -21,14 +21,19 @@ __all__ = ["ProgressFn", "train"]
 
 
 def train(
-    cfg: TrainConfig, out_dir: str | Path | Storage, resume: bool = False, progress: ProgressFn | None = None
+    cfg: TrainConfig,
+    out_dir: str | Path | Storage,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+    settings: StorageSettings | None = None,
 ) -> dict:
     """Trains on the configured dataset and writes every output into `out_dir`. Returns result.json.
 
     With `resume`, continues exactly from `out_dir`'s checkpoint when there is one; otherwise any
-    earlier outputs in `out_dir` are replaced.
+    earlier outputs in `out_dir` are replaced. `settings`: the storage settings the caller read, for
+    an s3:// `out_dir` or data source (None: neither is on S3).
     """
-    writer = RunWriter(out_dir)
+    writer = RunWriter(out_dir, settings)
     if not (resume and writer.exists(CHECKPOINT_KEY)):
         writer.clear()
     elif (before := writer.status()) and before.state.terminal:  # resuming an interrupted run

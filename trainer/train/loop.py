@@ -117,7 +117,8 @@ def run_loop(
     if lead:
         writer.start_attempt()  # first: an attempt that dies before it reports is counted too
     _maybe_crash(fault, session.rank, 0)
-    data = build_datasets(cfg, lambda done, total: emit({"kind": "fetch", "done": done, "total": total}))
+    fetched = lambda done, total: emit({"kind": "fetch", "done": done, "total": total})  # noqa: E731
+    data = build_datasets(cfg, fetched, storage=writer.settings)
     train_set, val_set, true_shapes = data.train, data.val, data.true_shapes
     boxes_wh = train_set.boxes_wh()
     state = build_state(cfg, boxes_wh, len(train_set), data.num_classes, session.rank, session.world_size)

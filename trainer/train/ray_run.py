@@ -36,16 +36,11 @@ from torch import Tensor, nn  # noqa: E402
 
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.contract.layout import CHECKPOINT_PREFIX, RAY_CHECKPOINT_FILE, RAY_RUN_NAME  # noqa: E402
-from trainer.contract.spec import Resources  # noqa: E402
+from trainer.contract.spec import DEFAULT_RESOURCE_WAIT_S, Resources  # noqa: E402
 from trainer.contract.storage import StorageSettings, parse_uri  # noqa: E402
 from trainer.contract.writer import RunWriter  # noqa: E402
 from trainer.train.loop import Session, run_loop  # noqa: E402
-from trainer.train.ray_resources import (  # noqa: E402
-    ResourcesUnavailable,
-    ResourceWait,
-    check_capacity,
-    resource_wait_s,
-)
+from trainer.train.ray_resources import ResourcesUnavailable, ResourceWait, check_capacity  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +151,7 @@ def ensure_ray(
     return _started_here
 
 
-def ray_storage(root: str, settings: StorageSettings | None = None):
+def ray_storage(root: str, settings: StorageSettings):
     """(storage_path, pyarrow filesystem or None) for Ray Train's RunConfig from a run root URI."""
     where = parse_uri(root)
     if isinstance(where, Path):
@@ -164,7 +159,7 @@ def ray_storage(root: str, settings: StorageSettings | None = None):
     from pyarrow import fs
 
     _, bucket, prefix = where
-    s = settings or StorageSettings()
+    s = settings
     kwargs: dict = {
         "region": s.region,
         "connect_timeout": s.connect_timeout,
@@ -184,25 +179,23 @@ def train_on_ray(
     cfg: TrainConfig,
     root: str,
     resources: Resources,
-    settings: StorageSettings | None = None,
+    settings: StorageSettings,
     *,
     ray_address: str | None = None,
     fault: dict | None = None,
-    resource_wait: float | None = None,
+    resource_wait_s: float = DEFAULT_RESOURCE_WAIT_S,
 ) -> None:
     """Runs the job's training on `resources.workers` Ray Train workers, writing under `root` (a
     run root URI). Resumes from the checkpoint under `root`/checkpoints when there is one. Raises
     ray.train.TrainingFailedError when the workers fail more than `resources.max_failures` times,
-    ResourcesUnavailable when they are not placed within `resource_wait` seconds (default:
-    resource_wait_s(), from ANCHOR_OPT_RESOURCE_WAIT_S)."""
+    ResourcesUnavailable when they are not placed within `resource_wait_s` seconds (the service's
+    `limits.resource_wait_s`, which `anchor-opt run-job` reads from ANCHOR_OPT_RESOURCE_WAIT_S)."""
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    wait_s = resource_wait if resource_wait is not None else resource_wait_s()
     ensure_ray(ray_address)
     if _started_here:
         check_capacity(resources)
-    settings = settings or StorageSettings()
     storage_path, filesystem = ray_storage(root, settings)
     use_gpu = resources.gpus_per_worker > 0
     per_worker = {"CPU": resources.cpus_per_worker} | ({"GPU": resources.gpus_per_worker} if use_gpu else {})
@@ -226,7 +219,7 @@ def train_on_ray(
             failure_config=FailureConfig(max_failures=resources.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             logging_config=LoggingConfig(log_level="WARNING"),  # not a line per report and checkpoint
-            callbacks=[ResourceWait(root, settings, resources, wait_s)],
+            callbacks=[ResourceWait(root, settings, resources, resource_wait_s)],
         ),
     )
     try:

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+from trainer.contract.storage import StorageSettings
 from trainer.train.driver import failure_message
 
 
@@ -31,7 +32,6 @@ def test_failure_message_names_each_rank():
 def test_a_run_cancelled_before_its_driver_started_is_not_trained(tmp_path):
     from trainer.config import TrainConfig
     from trainer.contract.spec import JobState, Resources
-    from trainer.contract.storage import StorageSettings
     from trainer.contract.writer import RunWriter
     from trainer.train.driver import train_to_end
 
@@ -59,7 +59,7 @@ def test_every_restart_is_counted_even_of_attempts_that_died_before_reporting(ra
     spec = JobSpec.model_validate(small_config("optim.epochs=1").model_dump() | {"resources": resources})
     job = store.create(spec).id
     fault = {"rank": 0, "step": 0, "marker": str(tmp_path / "died"), "times": 2}
-    status = run_job(job, store.storage.uri, fault=fault)
+    status = run_job(job, store.storage.uri, StorageSettings(), fault=fault)
     assert status.state is JobState.SUCCEEDED, status.error
     assert status.attempt == 2 and store.status(job).attempt == 2
     assert (tmp_path / "died").exists() and (tmp_path / "died.1").exists()  # both attempts did die

@@ -6,6 +6,7 @@ import pytest
 from tests.helpers import make_yolo_dataset, small_config
 from trainer.config import load_config
 from trainer.contract.writer import RunWriter
+from trainer.data.errors import DataError
 from trainer.train.local_run import train
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -105,7 +106,13 @@ def test_a_run_on_an_s3_dataset_configured_from_the_environment(s3_bucket, tmp_p
     monkeypatch.setenv("ANCHOR_OPT_CACHE_DIR", str(tmp_path / "cache"))
     cfg = small_config(f"data.source=s3://{bucket}/shapes", "optim.batch_size=4", "optim.epochs=1")
     events = []
-    result = train(cfg, tmp_path / "run", progress=events.append)
+    from trainer.contract.storage import StorageSettings
+
+    with pytest.raises(DataError, match="an s3:// source needs the run's storage settings"):
+        train(cfg, tmp_path / "run", progress=events.append)  # nothing reads the environment for it
+    events.clear()
+    # What `anchor-opt train` does: the settings read from the environment once, and passed down.
+    result = train(cfg, tmp_path / "run", progress=events.append, settings=StorageSettings())
     assert result["steps"] == 2 and result["eval"]["ap50"] >= 0
     fetched = [e for e in events if e["kind"] == "fetch"]
     assert fetched and fetched[-1]["done"] == fetched[-1]["total"] > 0  # a bar can follow the download

@@ -12,6 +12,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from tests.helpers import small_config
 from tests.trainer.train.runs import submit
 from trainer.contract.spec import RESOURCE_WAIT_ENV, JobState, Resources
+from trainer.contract.storage import StorageSettings
 from trainer.train.driver import run_job
 from trainer.train.ray_resources import check_capacity, resource_wait_s
 from trainer.train.ray_run import train_on_ray
@@ -20,7 +21,7 @@ from trainer.train.ray_run import train_on_ray
 def test_more_than_a_local_ray_has_is_an_error_naming_the_field(ray_cluster, tmp_path):
     too_many = Resources(workers=2, cpus_per_worker=2)
     with pytest.raises(ValueError, match=r"resources.cpus_per_worker=2 x resources.workers=2 needs 4 CPUs"):
-        train_on_ray(small_config(), str(tmp_path), too_many)
+        train_on_ray(small_config(), str(tmp_path), too_many, StorageSettings())
     with pytest.raises(
         ValueError, match=r"resources.gpus_per_worker=1 .* needs 1 GPUs; the Ray cluster has 0"
     ):
@@ -39,9 +40,13 @@ def _hold_every_cpu(ray):
 
 
 def _driver(job: str, uri: str, settings) -> tuple[threading.Thread, list]:
-    """run_job in a thread (as `anchor-opt run-job` would run), so that a hang fails the test."""
+    """run_job in a thread as `anchor-opt run-job` runs it (the wait read from the environment there),
+    so that a hang fails the test."""
     ended: list = []
-    thread = threading.Thread(target=lambda: ended.append(run_job(job, uri, settings)), daemon=True)
+    wait_s = resource_wait_s()
+    thread = threading.Thread(
+        target=lambda: ended.append(run_job(job, uri, settings, resource_wait_s=wait_s)), daemon=True
+    )
     thread.start()
     return thread, ended
 

@@ -136,7 +136,7 @@ def test_the_spec_and_metrics_json_stay_plain(finished_job):
 
 
 def test_ray_storage_from_a_run_root(tmp_path, s3_endpoint):
-    assert ray_storage(str(tmp_path / "run")) == (str(tmp_path / "run"), None)
+    assert ray_storage(str(tmp_path / "run"), StorageSettings()) == (str(tmp_path / "run"), None)
     settings = StorageSettings(
         endpoint_url=s3_endpoint, path_style=True, access_key_id="a", secret_access_key="b"
     )

@@ -70,14 +70,13 @@ def _load_manifest(path: Path) -> dict[str, str]:
     return safe
 
 
-def mirror_path(uri: str, settings: StorageSettings | None = None) -> Path:
+def mirror_path(uri: str, settings: StorageSettings) -> Path:
     """Where fetch_to_cache mirrors an s3:// URI: <cache_dir>/s3/<bucket>/<key>; InvalidKey for a key
     that would leave the bucket's mirror ("a/../../x"), ValueError for a URI that is not s3://."""
     where = parse_uri(uri)
     if isinstance(where, Path):
         raise ValueError(f"{uri!r}: not an s3:// URI")
     _, bucket, key_path = where
-    settings = settings or StorageSettings()
     folder = key_path.strip("/")
     mirror = settings.cache_dir / "s3" / bucket
     return mirror / check_key(folder, f"s3://{bucket}/{folder}") if folder else mirror
@@ -85,7 +84,7 @@ def mirror_path(uri: str, settings: StorageSettings | None = None) -> Path:
 
 def fetch_to_cache(
     uri: str,
-    settings: StorageSettings | None = None,
+    settings: StorageSettings,
     progress: Callable[[int, int], None] | None = None,
 ) -> FetchResult:
     """Mirrors every object under an s3:// URI into `settings.cache_dir`/s3/<bucket>/<key>.
@@ -101,7 +100,6 @@ def fetch_to_cache(
         if not where.exists():
             raise NotFound(f"{uri}: no such file or folder", uri)
         return FetchResult(where, 0, 0, 0)
-    settings = settings or StorageSettings()
     _, bucket, key_path = where
     local = mirror_path(uri, settings)  # checks the key: nothing is listed for one that leaves the mirror
     store = S3Storage(bucket, "", settings)

@@ -90,9 +90,7 @@ def _s3_errors(uri: str, action: str, *, refused: str | None = None) -> Iterator
 class S3Storage(Storage):
     """A bucket and key prefix on any S3 API, through one boto3 client built from the settings."""
 
-    def __init__(
-        self, bucket: str, prefix: str = "", settings: StorageSettings | None = None, *, page_size: int = 1000
-    ):
+    def __init__(self, bucket: str, prefix: str, settings: StorageSettings, *, page_size: int = 1000):
         if not bucket or "/" in bucket:
             raise ValueError(f"bad S3 bucket name {bucket!r}")
         prefix = prefix.strip("/")
@@ -101,7 +99,7 @@ class S3Storage(Storage):
         if prefix:
             check_key(prefix, self.uri)
         self.prefix = prefix + "/" if prefix else ""  # prepended to every key
-        self.settings = settings or StorageSettings()
+        self.settings = settings
         self.page_size = page_size  # keys per ListObjectsV2 page (S3's maximum is 1000)
         self.client = s3_client(self.settings)
 

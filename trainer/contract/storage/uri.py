@@ -40,9 +40,14 @@ def parse_uri(uri: str) -> tuple[str, str, str] | Path:
 
 
 def open_storage(uri: str, settings: StorageSettings | None = None) -> Storage:
-    """S3Storage for "s3://bucket/prefix", LocalStorage for "file:///abs/path" or a plain path."""
+    """S3Storage for "s3://bucket/prefix", LocalStorage for "file:///abs/path" or a plain path.
+
+    An s3:// URI needs the `settings` its caller read (StorageSettings() once, at an entry point: the
+    command line, the job driver, the service); nothing here reads the environment."""
     where = parse_uri(uri)
     if isinstance(where, Path):
         return LocalStorage(where)
+    if settings is None:
+        raise ValueError(f"{uri!r}: an s3:// store needs storage settings (StorageSettings) from its caller")
     _, bucket, prefix = where
     return S3Storage(bucket, prefix, settings)

@@ -104,10 +104,12 @@ def test_fetch_refuses_keys_that_would_escape_the_mirror(s3_bucket):
 
 def test_fetch_returns_local_paths_as_they_are(tmp_path):
     (tmp_path / "data").mkdir()
+    settings = StorageSettings(cache_dir=tmp_path / "cache")
     for uri in (str(tmp_path / "data"), (tmp_path / "data").as_uri()):
-        got = fetch_to_cache(uri)
+        got = fetch_to_cache(uri, settings)
         assert (got.local_path, got.downloaded, got.cached) == (tmp_path / "data", 0, 0)
     with pytest.raises(NotFound, match="missing: no such file or folder"):
-        fetch_to_cache(str(tmp_path / "missing"))
+        fetch_to_cache(str(tmp_path / "missing"), settings)
     with pytest.raises(ValueError, match="unsupported"):
-        fetch_to_cache("http://example.com/data")
+        fetch_to_cache("http://example.com/data", settings)
+    assert not (tmp_path / "cache").exists()
