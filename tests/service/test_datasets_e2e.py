@@ -121,3 +121,60 @@ def test_a_source_symlink_swapped_after_admission_fails_the_job_on_ray(tenants):
     store = JobStore(LocalStorage(store_root))
     written = [o.key for o in store.storage.list(f"jobs/{job_id}/")]
     assert not any(k.endswith(("dataset.json", "boxes.npy", "weights.pt")) for k in written), written
+
+
+# (data.source as sent, what the worker opens: a path under the tenant's root, the key of an s3://
+# source in the mirror, or None for a URI the API must refuse with a 422 naming data.source). The
+# three rows marked "was" are the disagreements issue 15 found between the admission check and the
+# reader; every row is checked over HTTP, and an admitted one against the reader itself.
+URI_TABLE = [
+    ("{a}/real", "{a}/real"),
+    ("file://{a}/real", "{a}/real"),
+    ("FILE://{a}/real", "{a}/real"),  # an upper-case scheme
+    ("file://localhost{a}/real", "{a}/real"),  # was checked as /..., opened as the relative localhost/...
+    ("file://{a}/a%20b", "{a}/a b"),  # was checked as 'a b' and opened as 'a%20b'
+    ("{a}/real/", "{a}/real"),  # a trailing slash
+    ("{a}/inside", "{a}/inside"),  # a symlink that stays inside the root: opened (and re-checked) as is
+    ("S3://datasets/public/voc", "s3/datasets/public/voc"),  # was admitted, then refused by the reader
+    ("s3://datasets/public/voc/", "s3/datasets/public/voc"),
+    ("{a}/outside", None),  # a symlink leaving the root
+    ("{a}/real/../../b/private", None),  # '..' segments
+    ("file:relative/real", None),
+    ("file://otherhost{a}/real", None),
+    ("relative/real", None),
+    ("s3:///voc", None),  # an empty bucket
+    ("s3://datasets/public//voc", None),  # an empty key segment
+    ("s3://datasets/public/./voc", None),
+    ("s3://datasets/public/%2e%2e/x", None),
+    ("s3://datasets/other/voc", None),  # outside the tenant's prefix
+    ("", None),
+]
+
+
+def test_every_uri_the_api_admits_is_what_the_reader_opens(tenants):
+    from trainer.contract.storage import StorageSettings, mirror_path
+    from trainer.data.sources import local_root
+
+    tmp, a, b, tokens = tenants
+    (a / "a b").mkdir()
+    (a / "inside").symlink_to(a / "real")
+    (a / "outside").symlink_to(b / "private")
+    tokens[0] = tokens[0].model_copy(update={"dataset_roots": [str(a), "s3://datasets/public"]})
+    storage = StorageSettings(cache_dir=tmp / "cache")
+    settings = ServiceSettings(store_uri=str(tmp / "store"), tokens=tokens, s3=storage)
+    with serving(create_app(settings, schedule=False)) as base:
+        c = client(base, TOKENS["team-a"])
+        for sent, opened in URI_TABLE:
+            source = sent.format(a=a)
+            got = c.post("/jobs", json=job(source))
+            if opened is None:
+                assert got.status_code == 422, (sent, got.text)
+                assert got.json()["detail"].startswith("data.source"), (sent, got.json())
+                continue
+            assert got.status_code == 201, (sent, got.text)
+            stored = c.get(f"/jobs/{got.json()['id']}").json()["spec"]["data"]
+            assert stored["source"] == source  # the worker gets the URI as admitted, unchanged
+            if opened.startswith("s3/"):
+                assert mirror_path(stored["source"], storage) == tmp / "cache" / opened, sent
+            else:
+                assert local_root(stored["source"], storage) == Path(opened.format(a=a)), sent
