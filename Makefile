@@ -33,8 +33,11 @@ lint: install
 tools: install
 	$(PY) deploy/get-tools.py
 
+# TEST_WORKERS processes (pytest-xdist), one test file each at a time; TEST_WORKERS=0 runs in one.
+TEST_WORKERS ?= 2
+
 test: install lint tools
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(PY) bench/anchor_recovery.py

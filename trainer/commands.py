@@ -52,7 +52,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         Path(args.out).write_text(fitted.json())
     out = Console()
     fitted.print(out)
-    out.print(f"picture: {plot}" + (f"\nreport:  {args.out}" if args.out else ""))
+    # Paths whole (never wrapped: a path cut in two cannot be pasted) and not read as markup.
+    out.print(
+        f"picture: {plot}" + (f"\nreport:  {args.out}" if args.out else ""), soft_wrap=True, markup=False
+    )
     return 0
 
 
@@ -92,7 +95,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     out_console.print(
         f"outputs in {out.rstrip('/')}/: result.json, anchors/ (snapshots), metrics/, artifacts/ "
-        "(anchors.png, anchors.yaml, anchors.cfg, weights.pt)"
+        "(anchors.png, anchors.yaml, anchors.cfg, weights.pt)",
+        soft_wrap=True,
+        markup=False,
     )
     return 0
 
