@@ -18,8 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.auth import AuthError
 from service.deps import ContextDep
 from service.launcher import RayUnavailable
+from service.records import JobNotFound
 from trainer.contract.layout import JOBS_PREFIX
 from trainer.contract.storage import InvalidKey, NotFound, StorageError
+from trainer.contract.store import UnknownJob
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def ray_down(request: Request, exc: RayUnavailable) -> JSONResponse:
         log.error("%s %s: Ray unavailable: %s", request.method, request.url.path, exc)
         return _problem(503, "the Ray cluster is unavailable; try again later", headers=_RETRY)
+
+    @app.exception_handler(JobNotFound)
+    @app.exception_handler(UnknownJob)  # a job deleted from the store while a route read it
+    async def job_gone(request: Request, exc: UnknownJob | JobNotFound) -> JSONResponse:
+        job_id = exc.job_id if isinstance(exc, UnknownJob) else exc.args[0]
+        if job_id:
+            request.app.state.ctx.records.forget(job_id)
+        return _problem(404, f"job {job_id!r} not found" if job_id else "job not found")
 
     @app.exception_handler(NotFound)  # a job, or one of its documents, deleted while a request read it
     async def gone(request: Request, exc: NotFound) -> JSONResponse:

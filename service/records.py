@@ -158,6 +158,10 @@ class Records:
         self._full.pop(job_id)
         self.views.pop(job_id)
 
+    def cached(self, job_id: str) -> JobRecord | None:
+        """The job's full record if the cache holds it (no I/O: safe on the event loop), else None."""
+        return self._full.get(job_id)
+
     def get(self, job_id: str) -> JobRecord | None:
         """The job's full record (from the cache, else job.json); None if the store has no such job."""
         record = self._full.get(job_id)
@@ -193,9 +197,9 @@ class Records:
             return None
 
 
-def owned(records: Records, job_id: str, tenant: str) -> JobRecord:
-    """The job's record if it exists and belongs to `tenant`, else JobNotFound."""
-    record = records.get(job_id)
+def owned(records: Records, job_id: str, tenant: str, record: JobRecord | None = None) -> JobRecord:
+    """The job's record (`record`, else read) if it exists and belongs to `tenant`, else JobNotFound."""
+    record = record or records.get(job_id)
     if record is None or record.submitted_by != tenant:
         raise JobNotFound(job_id)
     return record

@@ -58,7 +58,11 @@ class JobExists(AlreadyExists):
 
 
 class UnknownJob(NotFound):
-    """No job with this id in the store."""
+    """No job with this id in the store (`job_id` says which)."""
+
+    def __init__(self, message: str, uri: str = "", job_id: str | None = None):
+        super().__init__(message, uri)
+        self.job_id = job_id
 
 
 class IdempotencyConflict(ValueError):
@@ -237,7 +241,7 @@ class JobStore:
         try:
             return self._parse(key, model)
         except NotFound:
-            raise UnknownJob(f"no {name} for job {job_id}", self.storage.uri_for(key)) from None
+            raise UnknownJob(f"no {name} for job {job_id}", self.storage.uri_for(key), job_id) from None
 
     def _parse(self, key: str, model: type[_Doc]) -> _Doc:
         return model.model_validate_json(self.storage.read_bytes(key))
