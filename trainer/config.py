@@ -120,6 +120,17 @@ class DataConfig(_Section):
     # Brainwash .idl); "a+b" joins splits. Ignored when the source is a single annotation file.
     train_split: str = Field(default="train", max_length=512)
     val_split: str = Field(default="val", max_length=512)
+    # Class names and their order (ids 0..C-1): a list, or a names file (one name a line; relative
+    # to the dataset's folder). None: the dataset's own (VOC: the 20 VOC classes, or the names its
+    # XML files use, sorted; COCO: categories by id; YOLO: the yaml's names). A name the data uses
+    # that a given list lacks is an error naming the file and object (trainer.data.classes).
+    classes: list[Annotated[str, Field(min_length=1, max_length=256)]] | str | None = Field(
+        default=None, max_length=10_000
+    )
+    # Hold out this share of the train split's images for validation (val_split is then unused):
+    # a seeded, stable draw (`split_seed`), for sets that come without a validation list.
+    val_fraction: float | None = Field(default=None, gt=0, lt=1)
+    split_seed: int = Field(default=0, **SEED)
     # Bad lines and unreadable images are errors naming the file and line; with skip_bad they are
     # skipped and counted in the dataset summary instead. Bad boxes are always clipped/dropped and counted.
     skip_bad: bool = False
@@ -133,6 +144,15 @@ class DataConfig(_Section):
     @property
     def is_synthetic(self) -> bool:
         return self.source == "synthetic"
+
+    @model_validator(mode="after")
+    def _check_classes(self) -> DataConfig:
+        if isinstance(self.classes, list) and len(set(self.classes)) != len(self.classes):
+            twice = sorted({c for c in self.classes if self.classes.count(c) > 1})
+            raise ValueError(f"data.classes lists {', '.join(map(repr, twice))} more than once")
+        if isinstance(self.classes, str) and not self.classes.strip():
+            raise ValueError("data.classes: an empty names file path")
+        return self
 
 
 class ModelConfig(_Section):

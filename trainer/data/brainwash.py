@@ -86,10 +86,18 @@ def diagnose(line: str) -> str:
 
 
 def read(
-    root: Path, split: str, policy: BadDataPolicy, check_images: bool, files: DataRoot | None = None
+    root: Path,
+    split: str,
+    policy: BadDataPolicy,
+    check_images: bool,
+    files: DataRoot | None = None,
+    classes: list[str] | None = None,
 ) -> DetectionSet:
     """Every image line of the split's .idl, in file order, as records (class 0 = head), every file
-    read through `files` (default: the DataRoot of `root`)."""
+    read through `files` (default: the DataRoot of `root`). `classes` (data.classes) may rename the
+    one class."""
+    if classes is not None and len(classes) != 1:
+        raise DataError(f"data.classes: Brainwash has one class (heads), got {len(classes)} names")
     files = files or DataRoot.of_source(root)
     idl = resolve_split(Path(root), split, files)
     records = []
@@ -114,7 +122,7 @@ def read(
         kept, _ = policy.clean_boxes(boxes, width, height)
         records.append(ImageRecord.build(image, width, height, kept, [0] * len(kept)))
     name = f"{idl.stem} (brainwash)"
-    return DetectionSet(name, "brainwash", records, list(CLASS_NAMES), policy.report, files)
+    return DetectionSet(name, "brainwash", records, list(classes or CLASS_NAMES), policy.report, files)
 
 
 def shorten(line: str, limit: int = 120) -> str:

@@ -144,11 +144,22 @@ def category_map(path: Path, data: dict) -> tuple[dict[int, int], list[str]]:
     return {cid: k for k, cid in enumerate(ids)}, [by_id[cid] for cid in ids]
 
 
+def category_names(data: dict) -> dict:
+    """{category id: name} of a file whose categories category_map has checked."""
+    return {c["id"]: str(c["name"]) for c in data["categories"]}
+
+
 def read(
-    root: Path, split: str, policy: BadDataPolicy, check_images: bool, files: DataRoot | None = None
+    root: Path,
+    split: str,
+    policy: BadDataPolicy,
+    check_images: bool,
+    files: DataRoot | None = None,
+    classes: list[str] | None = None,
 ) -> DetectionSet:
     """Reads one COCO split (or the whole JSON file `root`) into records, every file through `files`
-    (default: the DataRoot of `root`)."""
+    (default: the DataRoot of `root`). `classes` (data.classes) orders the categories by name; an
+    annotation of a category it lacks is a bad line."""
     files = files or DataRoot.of_source(root)
     if root.is_file():
         path, split_name = root, None
@@ -159,6 +170,11 @@ def read(
         name = f"{root.name}/{split} (coco)"
     data = load_json(path, files)
     cat_ids, class_names = category_map(path, data)
+    cat_names = category_names(data)
+    if classes is not None:
+        order = {n: i for i, n in enumerate(classes)}
+        cat_ids = {cid: order[cat_names[cid]] for cid in cat_ids if cat_names[cid] in order}
+        class_names = list(classes)
     images, annotations = data["images"], data["annotations"]
     if not isinstance(images, list) or not isinstance(annotations, list):
         raise DataError(f"{path}: 'images' and 'annotations' must be lists")
@@ -190,6 +206,11 @@ def read(
             continue
         if not is_id(im_id) or im_id not in entries:
             policy.bad_line(where, f"image_id {im_id!r} is not among the {len(entries)} images of the file")
+            continue
+        if classes is not None and is_id(cat) and cat in cat_names and cat not in cat_ids:
+            policy.bad_line(
+                where, f"category {cat_names[cat]!r} is not in data.classes ({', '.join(classes)})"
+            )
             continue
         if not is_id(cat) or cat not in cat_ids:
             policy.bad_line(

@@ -13,14 +13,15 @@ Protocol (SyntheticShapes and ImageDataset both follow it):
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor
 
 from trainer.config import TrainConfig
 from trainer.contract.storage import StorageSettings
-from trainer.data.records import DataError
+from trainer.data.records import DataError, DetectionSet
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,32 @@ class Datasets:
         return {"train": self.train.summary(), "val": self.val.summary()}
 
 
+def hold_out(data: DetectionSet, fraction: float, seed: int) -> tuple[DetectionSet, DetectionSet]:
+    """(train, val) of one set: `fraction` of its images, at least one, drawn by `seed` for val.
+
+    The draw depends only on the images' paths and the seed, not on the order they were listed in,
+    so adding images to a set leaves most of the earlier ones on their side."""
+    n = len(data.records)
+    if n < 2:
+        raise DataError(f"{data.name}: data.val_fraction needs at least 2 images, the set has {n}")
+    keys = [hashlib.sha256(f"{seed}:{_relative(r.image, data)}".encode()).digest() for r in data.records]
+    order = sorted(range(n), key=keys.__getitem__)
+    held = set(order[: min(n - 1, max(1, round(fraction * n)))])
+    parts = []
+    for side, keep in (("train", lambda i: i not in held), ("val", lambda i: i in held)):
+        records = [r for i, r in enumerate(data.records) if keep(i)]
+        share = f"{len(records)} of {n}"
+        parts.append(replace(data, name=f"{data.name} [{side}: {share}, seed {seed}]", records=records))
+    return parts[0], parts[1]
+
+
+def _relative(image, data: DetectionSet) -> str:
+    """The image's path inside its dataset folder: the same on every machine and in every cache."""
+    if data.files is not None and image.is_relative_to(data.files.folder):
+        return image.relative_to(data.files.folder).as_posix()
+    return image.as_posix()
+
+
 def build_datasets(
     cfg: TrainConfig, fetch_progress=None, *, storage: StorageSettings | None = None
 ) -> Datasets:
@@ -61,7 +88,12 @@ def build_datasets(
     from trainer.data.sources import open_dataset
 
     splits = {}
-    for role, split in (("train", data.train_split), ("val", data.val_split)):
+    roles = (
+        (("train", data.train_split),)
+        if data.val_fraction
+        else (("train", data.train_split), ("val", data.val_split))
+    )
+    for role, split in roles:
         splits[role] = open_dataset(
             data.source,
             data.format,
@@ -70,8 +102,11 @@ def build_datasets(
             progress=fetch_progress,
             allowed_root=data.allowed_root,
             storage_settings=storage,
+            classes=data.classes,
         )
         log.info("%s split %r: %d images", role, split, len(splits[role]))
+    if data.val_fraction:
+        splits["train"], splits["val"] = hold_out(splits["train"], data.val_fraction, data.split_seed)
     if splits["train"].name == splits["val"].name:  # a single annotation file: splits are ignored
         log.warning(
             "%s: training and validation read the same images, so AP measures fitting, not "

@@ -8,7 +8,7 @@
 Each format lives in its own module (`trainer.data.<format>`) with the same two functions:
 
     looks_like(root: Path, files: DataRoot) -> bool      does this folder or file have the layout?
-    read(root, split, policy, check_images, files) -> DetectionSet
+    read(root, split, policy, check_images, files, classes=None) -> DetectionSet
 
 `files` (trainer.data.root.DataRoot) is the only way a reader opens or probes a file: the dataset's
 folder, outside which nothing is read (the job's confinement, checked at open time).
@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+from trainer.data.classes import resolve_classes
 from trainer.data.records import BadDataPolicy, DataError, DetectionSet, concat_sets
 from trainer.data.root import DataRoot
 
@@ -128,12 +129,15 @@ def open_dataset(
     storage_settings=None,
     progress: FetchProgress | None = None,
     allowed_root: str | None = None,
+    classes: list[str] | str | None = None,
 ) -> DetectionSet:
     """Reads one split (or `a+b` splits) of a dataset into records, applying the bad-data policy.
 
     Every file is read through the dataset's DataRoot (`data_root`): the source, each split and every
     path the annotations name must resolve inside the source's folder, and the source inside
     `allowed_root` when given (`data.allowed_root`: the root the service admitted it under).
+    `classes` (`data.classes`): the class names and order, a list or a names file
+    (trainer.data.classes); None: the dataset's own.
 
     `check_images` opens every image's header (missing or unreadable images are errors, or skipped
     with `skip_bad`); fitting anchors on annotation-only data (VOC/COCO JSON without images) turns
@@ -143,13 +147,14 @@ def open_dataset(
     files = data_root(source, root, allowed_root, storage_settings)
     fmt = detect_format(root, files) if format == "auto" else format
     module = reader(fmt)
+    names = resolve_classes(classes, root, files)
     parts = [split] if root.is_file() else [s.strip() for s in split.split("+") if s.strip()]
     if not parts:
         raise DataError(f"{root}: empty split name")
     sets = []
     for part in parts:
         policy = BadDataPolicy(skip_bad)
-        sets.append(module.read(root, part, policy, check_images, files))
+        sets.append(module.read(root, part, policy, check_images, files, classes=names))
     data = sets[0] if len(sets) == 1 else concat_sets(sets)
     if not data.records:
         raise DataError(f"{data.name}: no images")

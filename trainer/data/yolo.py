@@ -214,14 +214,25 @@ def _is_float(text: str) -> bool:
 
 
 def read(
-    root: Path, split: str, policy: BadDataPolicy, check_images: bool, files: DataRoot | None = None
+    root: Path,
+    split: str,
+    policy: BadDataPolicy,
+    check_images: bool,
+    files: DataRoot | None = None,
+    classes: list[str] | None = None,
 ) -> DetectionSet:
     """Reads one YOLO split into records, every file through `files` (default: the DataRoot of
-    `root`). `check_images` is ignored: headers are always read."""
+    `root`). `check_images` is ignored: headers are always read. `classes` (data.classes) names the
+    ids instead of the yaml's `names`, and must have as many."""
     files = files or DataRoot.of_source(root)
     yaml_path = find_yaml(root, files)
     data = load_yaml(yaml_path, files)
     names = class_names(yaml_path, data)
+    names_from = yaml_path.name
+    if classes is not None:
+        if len(classes) != len(names):
+            raise DataError(f"data.classes has {len(classes)} names but {yaml_path} has {len(names)}")
+        names, names_from = list(classes), "data.classes"
     base_value = str(data.get("path") or ".")
     base = Path(base_value) if Path(base_value).is_absolute() else yaml_path.parent / base_value
     files.check(base, where=f"{yaml_path}: its 'path' {base_value!r}")
@@ -239,9 +250,7 @@ def read(
             policy.bad_image(str(image), str(getattr(exc, "reason", exc)))  # OutsideRoot: no path twice
             continue
         label = label_path(image)
-        rows, classes = (
-            read_labels(label, names, yaml_path.name, policy, files) if label.is_file() else ([], [])
-        )
+        rows, classes = read_labels(label, names, names_from, policy, files) if label.is_file() else ([], [])
         cxcywh = np.array(rows, dtype=np.float64).reshape(-1, 4)
         xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1)
         kept, keep = policy.clean_boxes(xyxy * np.array([w, h, w, h], dtype=np.float64), w, h)

@@ -212,3 +212,14 @@ def test_voc07_train_json_real(shared_data: Path):
     assert data.format == "coco" and data.num_classes == 20 and data.class_names[0] == "aeroplane"
     assert len(data) == 2501 and sum(len(r.boxes) for r in data.records) == 7844
     assert data.report.as_dict() == BadDataPolicy().report.as_dict()
+
+
+def test_given_classes_order_the_categories_by_name_and_a_missing_one_is_a_bad_line(clean: Path):
+    policy = BadDataPolicy()
+    data = coco.read(clean, "train", policy, True, classes=["dog", "cat", "bird"])
+    assert data.class_names == ["dog", "cat", "bird"]
+    assert data.records[0].classes.tolist() == [1, 0]  # cat (id 3) and the crowd dog (id 7)
+    with pytest.raises(
+        DataError, match=r"annotation 0 \(id 100\): category 'cat' is not in data\.classes \(dog\)"
+    ):
+        coco.read(clean, "train", BadDataPolicy(), True, classes=["dog"])

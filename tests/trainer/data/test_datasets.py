@@ -45,3 +45,23 @@ def test_a_single_annotation_file_serves_both_splits_with_a_warning(tmp_path, ca
     data = build_datasets(small_config(f"data.source={tmp_path / 'one.json'}"))
     assert len(data.train) == len(data.val) == 1 and data.class_names == ["thing"]
     assert "the same images" in caplog.text
+
+
+def test_val_fraction_holds_out_a_seeded_stable_share_of_the_train_split(tmp_path):
+    root = make_yolo_dataset(tmp_path / "ds", num_train=20, num_val=2)
+    cfg = small_config(f"data.source={root}", "data.val_fraction=0.25", "data.val_split=nothing")
+    data = build_datasets(cfg)
+    assert (len(data.train), len(data.val)) == (15, 5)  # val_split is not read
+    train, val = ({r.image.name for r in s.records} for s in (data.train.data, data.val.data))
+    assert not train & val and len(train | val) == 20
+    again = build_datasets(cfg)
+    assert {r.image.name for r in again.val.data.records} == val  # the same draw every time
+    other = build_datasets(small_config(f"data.source={root}", "data.val_fraction=0.25", "data.split_seed=1"))
+    assert {r.image.name for r in other.val.data.records} != val
+    assert "[val: 5 of 20, seed 0]" in data.summary()["val"]["name"]
+
+
+def test_val_fraction_needs_two_images(tmp_path):
+    root = make_yolo_dataset(tmp_path / "ds", num_train=1, num_val=1)
+    with pytest.raises(DataError, match="data.val_fraction needs at least 2 images"):
+        build_datasets(small_config(f"data.source={root}", "data.val_fraction=0.5"))

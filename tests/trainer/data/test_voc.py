@@ -67,8 +67,10 @@ def devkit(tmp_path: Path) -> Path:
     return root
 
 
-def read(root: Path, split: str = "trainval", skip_bad: bool = False, check_images: bool = True):
-    return voc.read(root, split, BadDataPolicy(skip_bad), check_images)
+def read(
+    root: Path, split: str = "trainval", skip_bad: bool = False, check_images: bool = True, classes=None
+):
+    return voc.read(root, split, BadDataPolicy(skip_bad), check_images, classes=classes)
 
 
 def test_clean_devkit_gives_exact_zero_based_boxes_classes_and_flags(devkit: Path):
@@ -136,7 +138,7 @@ def test_bad_images_are_errors_or_skipped_and_counted(devkit: Path, problem: str
 
 # (the bad <object>, what the message says after "000042.xml: object 2")
 BAD_OBJECTS = {
-    "unknown class": (obj_xml("Dog", (1, 1, 5, 5)), r": unknown class 'Dog'; VOC classes are aeroplane"),
+    "unknown class": (obj_xml("Dog", (1, 1, 5, 5)), r": unknown class 'Dog'; the classes are aeroplane"),
     "no name": ("<object><bndbox/></object>", r": no <name>"),
     "no bndbox": ("<object><name>cat</name></object>", r" \(cat\): no <bndbox>"),
     "missing corner": (
@@ -154,9 +156,9 @@ def test_bad_objects_name_the_xml_and_object_and_skip_only_that_object(devkit: P
     obj, message = BAD_OBJECTS[problem]
     write_xml(year, "000042", [obj_xml("cow", (1, 1, 10, 10)), obj, obj_xml("cat", (2, 2, 5, 5))], (50, 40))
     (year / "ImageSets" / "Main" / "bad.txt").write_text("000042\n")
-    with pytest.raises(DataError, match=r"000042\.xml: object 2" + message):
-        read(year, "bad", check_images=False)
-    data = read(year, "bad", skip_bad=True, check_images=False)
+    with pytest.raises(DataError, match=r"000042\.xml: object 2" + message):  # data.classes: VOC's
+        read(year, "bad", check_images=False, classes=voc.CLASS_NAMES)
+    data = read(year, "bad", skip_bad=True, check_images=False, classes=voc.CLASS_NAMES)
     assert data.records[0].classes.tolist() == [9, 7]  # the good objects before and after are kept
     assert data.report.skipped_lines == 1 and data.report.problems[0].startswith(str(year / "Annotations"))
 
@@ -289,3 +291,87 @@ def test_real_voc2007_val_round_trips_through_xml(shared_data: Path, tmp_path: P
     summary = data.summary()
     assert summary["boxes"] == sum(map(len, expected)) and summary["difficult"] == summary["boxes"] - matched
     assert 0 < summary["difficult"] < summary["boxes"]
+
+
+# --- sets people label themselves: their own classes, flat folders --------------------------------
+
+
+def test_classes_are_found_in_the_xml_files_sorted_and_the_same_for_every_split(devkit: Path):
+    year = devkit / "VOC2007"
+    write_xml(year, "000005", [obj_xml("WBC", (1, 1, 20, 20)), obj_xml("RBC", (2, 2, 9, 9))], (50, 40))
+    write_xml(year, "000009", [obj_xml("Platelets", (1, 1, 5, 5))], (24, 24))
+    train, val = read(year, "train"), read(year, "val")
+    assert train.class_names == val.class_names == ["Platelets", "RBC", "WBC", "car", "person"]
+    assert train.records[0].classes.tolist() == [2, 1] and val.records[0].classes.tolist() == [0]
+
+
+def test_only_voc_names_keep_the_twenty_voc_classes_in_their_order(devkit: Path):
+    data = read(devkit / "VOC2007", "val")  # 000009 has no objects; the folder's other XMLs are VOC
+    assert data.class_names == voc.CLASS_NAMES
+
+
+def test_given_classes_set_the_ids_and_a_missing_one_names_the_file_and_object(devkit: Path):
+    year = devkit / "VOC2007"
+    data = read(year, "train", classes=["person", "car", "dog", "chair"])
+    assert data.class_names == ["person", "car", "dog", "chair"]
+    assert [r.classes.tolist() for r in data.records] == [[3, 2], [1, 0]]
+    with pytest.raises(
+        DataError, match=r"000005\.xml: object 2: unknown class 'dog'; the classes are car, chair"
+    ):
+        read(year, "train", classes=["car", "chair", "person"])
+
+
+def make_flat(root: Path, objects: dict[str, list[str]], lists: dict[str, list[str]] | None = None) -> Path:
+    """A labelImg-style folder: annotations/<id>.xml, images/<id>.png named by <filename>."""
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").mkdir()
+    for image_id, objs in objects.items():
+        write_xml(root, image_id, objs, (40, 30))
+        (root / "annotations" / f"{image_id}.xml").write_text(
+            (root / "Annotations" / f"{image_id}.xml")
+            .read_text()
+            .replace(f"{image_id}.jpg", f"{image_id}.png")
+        )
+        Image.new("RGB", (40, 30)).save(root / "images" / f"{image_id}.png")
+    for path in (root / "Annotations").glob("*.xml"):
+        path.unlink()
+    (root / "Annotations").rmdir()
+    for name, ids in (lists or {}).items():
+        (root / f"{name}.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+@pytest.fixture
+def flat(tmp_path: Path) -> Path:
+    (tmp_path / "cells" / "Annotations").mkdir(parents=True)
+    objects = {
+        f"img{i}": [obj_xml("cell", (1, 1, 10 + i, 10)), obj_xml("debris", (5, 5, 9, 9))] for i in range(5)
+    }
+    return make_flat(tmp_path / "cells", objects)
+
+
+def test_a_flat_folder_without_lists_is_one_whole_set_read_by_auto(flat: Path):
+    data = open_dataset(flat)  # format auto, split "train": no lists, so the whole folder
+    assert sources.detect_format(flat) == "voc" and data.name == "cells/all (voc)"
+    assert [r.image.name for r in data.records] == [f"img{i}.png" for i in range(5)]
+    assert data.class_names == ["cell", "debris"] and data.records[2].boxes[0].tolist() == [0, 0, 12, 10]
+
+
+def test_a_flat_folder_with_lists_reads_them_and_names_the_missing_one(flat: Path):
+    (flat / "train.txt").write_text("img0\nimg3\n")
+    assert [r.image.stem for r in open_dataset(flat, split="train").records] == ["img0", "img3"]
+    with pytest.raises(DataError, match=r"split list val\.txt not found; split lists here: train"):
+        open_dataset(flat, split="val")
+
+
+def test_bccd_reads_with_format_auto_and_nothing_else(shared_data: Path):
+    root = shared_data / "bccd"
+    counts = {}
+    for split in ("train", "val", "test"):
+        data = open_dataset(root, split=split)
+        assert data.format == "voc" and data.class_names == ["Platelets", "RBC", "WBC"]
+        counts[split] = (len(data), data.summary()["boxes"])
+    assert {k: v[0] for k, v in counts.items()} == {"train": 205, "val": 87, "test": 72}  # PROVENANCE.txt
+    # Every box is kept: the two "zero-size" ones (xmin == xmax, ymin == ymax) are 1-pixel boxes in
+    # VOC's inclusive corners.
+    assert sum(v[1] for v in counts.values()) == 4888

@@ -208,3 +208,10 @@ def test_coco128_yolo_and_coco_give_the_same_boxes(shared_data: Path):
             best = int(np.argmin(dist))
             assert dist[best] < 0.01, (y.image.name, cls, box)
             theirs.pop(best)
+
+
+def test_given_classes_name_the_ids_and_must_count_as_many_as_the_yaml(clean: Path):
+    data = yolo.read(clean, "train", BadDataPolicy(), False, classes=["kitten", "puppy"])
+    assert data.class_names == ["kitten", "puppy"] and data.records[0].classes.tolist() == [0, 1]
+    with pytest.raises(DataError, match=r"data\.classes has 3 names but .*data\.yaml has 2"):
+        yolo.read(clean, "train", BadDataPolicy(), False, classes=["a", "b", "c"])
