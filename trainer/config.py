@@ -6,6 +6,9 @@ pixels at the model's input size unless a name says otherwise; steps are optimiz
 The paper (Zhong et al., WACV 2020) does not give the temperature T, the clustering weight lambda,
 the warm-up length, the distance used by the soft assignment, or where the shift-free batch norm
 sits. Those defaults are ours, chosen by the measurements in `bench/` (see README, "Defaults").
+
+Longer than 300 lines because every setting is here, section after section, each with its bound and
+the reason for its default: one page a user reads to know what a run can be told.
 """
 
 from __future__ import annotations
@@ -124,9 +127,13 @@ class DataConfig(_Section):
     # to the dataset's folder). None: the dataset's own (VOC: the 20 VOC classes, or the names its
     # XML files use, sorted; COCO: categories by id; YOLO: the yaml's names). A name the data uses
     # that a given list lacks is an error naming the file and object (trainer.data.classes).
-    classes: list[Annotated[str, Field(min_length=1, max_length=256)]] | str | None = Field(
-        default=None, max_length=10_000
-    )
+    classes: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=256)]], Field(min_length=1, max_length=10_000)
+        ]
+        | Annotated[str, Field(min_length=1, max_length=1024)]
+        | None
+    ) = None
     # Hold out this share of the train split's images for validation (val_split is then unused):
     # a seeded, stable draw (`split_seed`), for sets that come without a validation list.
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
@@ -155,12 +162,29 @@ class DataConfig(_Section):
         return self
 
 
+class MultiScaleConfig(_Section):
+    """darknet's `random=1`: every `every_steps` steps the training input side is redrawn from
+    [min_size, max_size] in multiples of the stride (the batch resized, boxes and anchors scaled
+    with it). Evaluation stays at model.image_size. Defaults: image_size - 3 strides to image_size +
+    6 strides, which is darknet's 320-608 at 416 px."""
+
+    enabled: bool = False
+    every_steps: int = Field(default=10, ge=1, le=MAX_STEPS)  # darknet redraws every 10 batches
+    min_size: int | None = Field(default=None, ge=32, le=2048)
+    max_size: int | None = Field(default=None, ge=32, le=2048)
+
+
 class ModelConfig(_Section):
     # `tiny` is a small fast backbone (stride 16) for CPUs and tests; `darknet19` is the paper's
     # YOLOv2 backbone with the passthrough layer (stride 32), meant for GPUs.
     backbone: Literal["tiny", "darknet19"] = "tiny"
     image_size: int = Field(default=128, ge=32, le=2048)  # square input; a multiple of the stride
     width: float = Field(default=1.0, gt=0, le=4)  # channel multiplier for `tiny`
+    multiscale: MultiScaleConfig = Field(default_factory=MultiScaleConfig)
+    # Weights to start from (trainer.model.pretrained): darknet's binary weights (e.g. the ImageNet
+    # backbone darknet19_448.conv.23), a PyTorch state dict, or a finished job's weights.pt; a local
+    # path, file:// or s3:// URI. None: a random init.
+    pretrained: str | None = Field(default=None, min_length=1, max_length=2048)
 
 
 class AnchorConfig(_Section):
@@ -235,8 +259,30 @@ class OptimConfig(_Section):
     weight_decay: float = Field(default=5e-4, ge=0, le=1)  # conv weights only; never anchors, BN or biases
     batch_size: int = Field(default=32, ge=1, le=1024)  # per worker under DDP
     epochs: int = Field(default=10, ge=1, le=MAX_EPOCHS)
-    lr_warmup_steps: int = Field(default=50, ge=0, le=MAX_STEPS)  # linear ramp of the lr, then cosine
+    # The lr ramps from 0 over these first steps as (step / lr_warmup_steps) ** lr_warmup_power:
+    # 1 is a linear ramp, darknet's burn_in uses 4.
+    lr_warmup_steps: int = Field(default=50, ge=0, le=MAX_STEPS)
+    lr_warmup_power: float = Field(default=1.0, ge=0.1, le=10)
+    # Then `cosine` (to 5 % at the end) or `step`: x lr_step_factor at each epoch in lr_step_epochs
+    # (darknet's steps/scales, in epochs).
+    schedule: Literal["cosine", "step"] = "cosine"
+    lr_step_epochs: list[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]] = Field(
+        default_factory=list, max_length=32
+    )
+    lr_step_factor: float = Field(default=0.1, gt=0, le=1)
+    # Layers loaded from model.pretrained: their lr is lr x pretrained_lr_factor, and 0 (frozen)
+    # for the first freeze_pretrained_epochs epochs, while the new head learns.
+    pretrained_lr_factor: float = Field(default=1.0, ge=0, le=10)
+    freeze_pretrained_epochs: int = Field(default=0, ge=0, le=MAX_EPOCHS)
     grad_clip: float = Field(default=10.0, gt=0, le=1e6)
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> OptimConfig:
+        if self.lr_step_epochs != sorted(set(self.lr_step_epochs)):
+            raise ValueError("optim.lr_step_epochs must be increasing epochs without repeats")
+        if self.schedule == "step" and not self.lr_step_epochs:
+            raise ValueError("optim.schedule 'step' needs optim.lr_step_epochs (e.g. [60, 90])")
+        return self
 
 
 class EvalConfig(_Section):
@@ -273,7 +319,24 @@ class TrainConfig(_Section):
                 f"model.image_size={self.model.image_size} must be a multiple of the "
                 f"{self.model.backbone} stride ({stride})"
             )
+        ms = self.model.multiscale
+        for name, value in (("min_size", ms.min_size), ("max_size", ms.max_size)):
+            if value is not None and value % stride:
+                raise ValueError(
+                    f"model.multiscale.{name}={value} must be a multiple of the stride ({stride})"
+                )
+        low, high = self.multiscale_range
+        if low > high:
+            raise ValueError(f"model.multiscale.min_size={low} is above max_size={high}")
         return self
+
+    @property
+    def multiscale_range(self) -> tuple[int, int]:
+        """(smallest, largest) training input side when model.multiscale is on, in pixels."""
+        stride, size, ms = BACKBONE_STRIDES[self.model.backbone], self.model.image_size, self.model.multiscale
+        low = ms.min_size if ms.min_size is not None else max(stride, size - 3 * stride)
+        high = ms.max_size if ms.max_size is not None else size + 6 * stride
+        return low, high
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -1,13 +1,48 @@
 """One optimizer step: the forward pass (bf16 autocast on GPUs), the YOLOv2 loss with the anchors in
-the graph and the warm-up tricks while the state is in warm-up, the clipped update, the schedule."""
+the graph and the warm-up tricks while the state is in warm-up, the clipped update, the schedule.
+
+With model.multiscale on, the batch is resized to the step's input side (`input_size`): the boxes
+scale with it, and so do the anchors in the loss (log a + log r), as darknet's anchors, kept in grid
+cells, scale with its input. The anchor parameter stays in pixels at model.image_size.
+"""
 
 from __future__ import annotations
 
+import math
+import random
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainer.model.loss import yolo_loss
 from trainer.train.state import TrainState
+
+
+def input_size(state: TrainState) -> int:
+    """The training input side at the state's step: model.image_size, or with model.multiscale a
+    multiple of the stride drawn from the range, the same for `every_steps` steps (seeded by the
+    run's seed and the step, so a resumed run draws the same sizes)."""
+    cfg = state.cfg
+    ms = cfg.model.multiscale
+    if not ms.enabled:
+        return cfg.model.image_size
+    stride = state.model.stride
+    low, high = cfg.multiscale_range
+    draw = random.Random(cfg.seed * 1_000_003 + state.step // ms.every_steps)
+    return draw.randrange(low // stride, high // stride + 1) * stride
+
+
+def resize_batch(images: Tensor, targets: Tensor, size: int) -> tuple[Tensor, Tensor, float]:
+    """(images as float [0, 1] at `size`, targets with boxes scaled, the scale)."""
+    pixels = images.float() / 255
+    ratio = size / images.shape[-1]
+    if size == images.shape[-1]:
+        return pixels, targets, 1.0
+    pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False)
+    scaled = targets.clone()
+    scaled[:, 2:6] *= ratio
+    return pixels, scaled, ratio
 
 
 def train_step(
@@ -29,6 +64,7 @@ def train_step(
     cluster = cfg.tricks.clustering.weight if warm and cfg.tricks.clustering.enabled else 0.0
 
     state.optimizer.zero_grad(set_to_none=True)
+    pixels, targets, ratio = resize_batch(images, targets, input_size(state))
     size = len(images) // chunks
     totals: dict[str, float] = {}
     counts = None
@@ -38,8 +74,10 @@ def train_step(
             part = targets[(targets[:, 0] >= first) & (targets[:, 0] < first + size)].clone()
             part[:, 0] -= first
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=state.amp):
-            pred, log_anchors = (state.net or model)(images[first : first + size].float() / 255)
+            pred, log_anchors = (state.net or model)(pixels[first : first + size])
         pred, log_anchors = pred.float(), log_anchors.float()  # the loss and assignment in fp32
+        if ratio != 1.0:
+            log_anchors = log_anchors + math.log(ratio)
         terms, stats = yolo_loss(pred, log_anchors, part, model.stride, cfg.loss, soft, cluster)
         (terms["total"] / chunks).backward()
         for k, v in terms.items():

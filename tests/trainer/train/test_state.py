@@ -6,7 +6,7 @@ import torch
 from tests.helpers import small_config
 from tests.trainer.train.runs import fresh, run_until
 from trainer.data.datasets import build_datasets
-from trainer.train.state import build_state, parameter_groups
+from trainer.train.state import build_state, lr_factors, parameter_groups
 
 
 def test_anchors_have_their_own_group_and_no_decay():
@@ -53,3 +53,53 @@ def test_batch_size_is_per_rank_so_an_epoch_has_fewer_global_steps():
     torch.testing.assert_close(two.model.anchors.log_wh, one.model.anchors.log_wh)  # every rank starts equal
     with pytest.raises(ValueError, match="x 16 workers is larger than the training set"):
         build_state(cfg, data.train.boxes_wh(), len(data.train), data.num_classes, world_size=16)
+
+
+def _factors(cfg, steps_per_epoch=10, names=("decay", "anchors", "pretrained_decay")):
+    fns = lr_factors(cfg, steps_per_epoch, [{"name": n} for n in names])
+    return lambda name, step: fns[names.index(name)](step)
+
+
+def test_burn_in_ramps_with_darknets_power_then_the_step_schedule_divides():
+    cfg = small_config(
+        "optim.epochs=10", "optim.lr_warmup_steps=8", "optim.lr_warmup_power=4",
+        "optim.schedule=step", "optim.lr_step_epochs=[6, 8]", "optim.lr_step_factor=0.1",
+    )  # fmt: skip
+    f = _factors(cfg)
+    assert f("decay", 3) == pytest.approx((4 / 8) ** 4)  # darknet's burn_in: (step / burn_in) ** 4
+    assert f("decay", 7) == f("decay", 59) == 1.0
+    assert f("decay", 60) == pytest.approx(0.1) and f("decay", 80) == pytest.approx(0.01)
+    assert f("anchors", 0) == 1.0 and f("anchors", 60) == pytest.approx(0.1)  # no ramp, same steps
+
+
+def test_pretrained_layers_are_frozen_then_scaled():
+    cfg = small_config(
+        "optim.epochs=10", "optim.freeze_pretrained_epochs=2", "optim.pretrained_lr_factor=0.1"
+    )
+    f = _factors(cfg)
+    assert f("pretrained_decay", 0) == f("pretrained_decay", 19) == 0.0
+    assert f("pretrained_decay", 20) == pytest.approx(0.1 * f("decay", 20))
+
+
+def test_a_step_schedule_needs_its_epochs_in_order():
+    with pytest.raises(ValueError, match="optim.schedule 'step' needs optim.lr_step_epochs"):
+        small_config("optim.schedule=step")
+    with pytest.raises(ValueError, match="increasing epochs"):
+        small_config("optim.lr_step_epochs=[8, 6]")
+
+
+def test_pretrained_parameters_get_their_own_groups_and_no_parameter_is_lost():
+    cfg = small_config("optim.weight_decay=0.01")
+    state, _ = fresh(cfg)
+    names = frozenset(n for n, _ in state.model.named_parameters() if n.startswith("backbone."))
+    groups = {g["name"]: g for g in parameter_groups(state.model, cfg, names)}
+    assert set(groups) == {"decay", "no_decay", "pretrained_decay", "pretrained_no_decay", "anchors"}
+    by_id = {id(p): n for n, p in state.model.named_parameters()}
+    assert {
+        by_id[id(p)] for k in ("pretrained_decay", "pretrained_no_decay") for p in groups[k]["params"]
+    } == names
+    assert (
+        groups["pretrained_decay"]["weight_decay"] == 0.01
+        and groups["pretrained_no_decay"]["weight_decay"] == 0
+    )
+    assert sum(len(g["params"]) for g in groups.values()) == sum(1 for p in state.model.parameters())
