@@ -259,8 +259,9 @@ def _state_dict(payload, uri: str) -> tuple[dict[str, Tensor], str]:
     elif tensors(payload):
         state, kind = payload, "state dict"
     else:
-        key = next((k for k in ("model", "state_dict", "model_state_dict") if tensors(payload.get(k))), None)
-        if not isinstance(payload, dict) or key is None:
+        found = payload if isinstance(payload, dict) else {}
+        key = next((k for k in ("model", "state_dict", "model_state_dict") if tensors(found.get(k))), None)
+        if key is None:
             raise PretrainedError(
                 f"{FIELD}: {uri}: a torch file, but no state dict in it (want a dict of tensors, or one "
                 "under 'model' or 'state_dict')"
