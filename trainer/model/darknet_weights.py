@@ -126,6 +126,11 @@ def _read_header(f: BinaryIO, size: int, where: str) -> tuple[tuple[int, int, in
     if len(head) < HEADER.size:
         raise DarknetFormatError(f"{where}: {size} bytes is too short for a darknet weights header")
     major, minor, revision = HEADER.unpack(head)
+    if not all(0 <= n < 100_000 for n in (major, minor, revision)):  # darknet's are 0.1.0, 0.2.0, ...
+        raise DarknetFormatError(
+            f"{where}: neither a torch file nor darknet weights (a darknet header starts with "
+            f"small version numbers, this one with {major}, {minor}, {revision})"
+        )
     wide = major * 10 + minor >= 2 and 0 <= major < 1000 and 0 <= minor < 1000
     seen_format = "<q" if wide else "<i"
     raw = f.read(struct.calcsize(seen_format))

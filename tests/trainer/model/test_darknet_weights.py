@@ -119,6 +119,7 @@ def test_a_backbone_file_loads_its_18_layers_and_nothing_else(source, full):
         (lambda full, at: full[:-10], "into conv layer 22 (head.pred"),
         (lambda full, at: full[:12], "too short for a darknet weights header"),
         (lambda full, at: full[:20], "a darknet header and no layer"),
+        (lambda full, at: b"\xff\xd8\xff\xe0" + full[4:], "neither a torch file nor darknet"),  # a JPEG
     ],
 )
 def test_a_truncated_file_is_refused_naming_it_and_changes_nothing(source, full, cut, needle):
