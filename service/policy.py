@@ -17,6 +17,9 @@ narrower one the caller gave, itself checked): the worker checks again, when it 
 that the source still resolves inside it, and reads nothing outside the source's folder
 (trainer.data.root). Symlinks are resolved here and again there.
 
+`model.pretrained` (a weights file to start from) is admitted by the same rules and runs with
+`model.pretrained_allowed_root` set the same way (`admit_pretrained`).
+
 Capacity (service.capacity): the operator's limits, the embedded head's CPUs, GPUs and memory, a
 cluster worker's memory; each refusal names the field.
 """
@@ -44,8 +47,34 @@ def check_job_spec(
     """The spec as the job will run it (`data.allowed_root` set), or ValueError naming the field if
     the service must not run `spec`. `dataset_roots`: the caller's own roots (from its token), if any."""
     spec = admit_dataset(spec, settings, dataset_roots)
+    spec = admit_pretrained(spec, settings, dataset_roots)
     check_capacity(spec, settings)
     return spec
+
+
+def admit_pretrained(
+    spec: JobSpec, settings: ServiceSettings, dataset_roots: list[str] | None = None
+) -> JobSpec:
+    """`spec` with `model.pretrained_allowed_root` set to the root that admitted `model.pretrained`
+    (by `data.source`'s rules: a file under one of the caller's dataset roots, local or s3), or
+    ValueError naming the field. The worker opens it only inside that root (trainer.model.pretrained)."""
+    model = spec.model
+    if model.pretrained is None:
+        if model.pretrained_allowed_root is not None:
+            raise ValueError("model.pretrained_allowed_root: set without model.pretrained")
+        return spec
+    roots = settings.allowed_dataset_roots if dataset_roots is None else dataset_roots
+    bound = check_dataset_source(model.pretrained, settings, roots, field="model.pretrained")
+    if model.pretrained_allowed_root is not None:
+        field = "model.pretrained_allowed_root"
+        check_dataset_source(model.pretrained_allowed_root, settings, roots, field=field)
+        if not _contains(model.pretrained_allowed_root, model.pretrained):
+            raise ValueError(
+                f"{field}: {model.pretrained_allowed_root!r} does not contain model.pretrained "
+                f"{model.pretrained!r}"
+            )
+        bound = model.pretrained_allowed_root
+    return spec.model_copy(update={"model": model.model_copy(update={"pretrained_allowed_root": bound})})
 
 
 def admit_dataset(

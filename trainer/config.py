@@ -181,10 +181,19 @@ class ModelConfig(_Section):
     image_size: int = Field(default=128, ge=32, le=2048)  # square input; a multiple of the stride
     width: float = Field(default=1.0, gt=0, le=4)  # channel multiplier for `tiny`
     multiscale: MultiScaleConfig = Field(default_factory=MultiScaleConfig)
-    # Weights to start from (trainer.model.pretrained): darknet's binary weights (e.g. the ImageNet
-    # backbone darknet19_448.conv.23), a PyTorch state dict, or a finished job's weights.pt; a local
-    # path, file:// or s3:// URI. None: a random init.
+    # Weights to start from (trainer.model.pretrained, docs/pretrained.md): a local path, file:// or
+    # s3:// URI of darknet weights (darknet19_448.conv.23, yolo-voc.weights; darknet19 only), a
+    # PyTorch state dict, or a finished job's artifacts/weights.pt. Tensors whose name and shape
+    # match are loaded; the anchors always come from `anchors.init`. None: random initialisation.
     pretrained: str | None = Field(default=None, min_length=1, max_length=2048)
+    # A folder or s3://bucket/prefix `pretrained` must lie in when it is opened, like
+    # data.allowed_root: the service sets it to the root that admitted `pretrained`.
+    pretrained_allowed_root: str | None = Field(default=None, min_length=1, max_length=2048)
+    # How darknet19's passthrough is folded into 4x the channels: `space_to_depth`
+    # (F.pixel_unshuffle) or `darknet`, the order darknet's [reorg] layer produces, which mixes
+    # positions (not a channel permutation of the other: docs/pretrained.md). Only a full
+    # yolo-voc.weights, whose fuse conv was trained on darknet's order, needs `darknet`.
+    reorg: Literal["space_to_depth", "darknet"] = "space_to_depth"
 
 
 class AnchorConfig(_Section):

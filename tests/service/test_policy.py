@@ -208,3 +208,78 @@ def test_uris_the_reader_would_open_differently_are_refused(roots, uri):
     tmp, settings = roots
     with pytest.raises(ValueError, match="^data.source: "):
         check_dataset_source(uri.format(data=tmp / "data"), settings)
+
+
+# --- model.pretrained: admitted by data.source's rules ---------------------------------------------------
+
+
+def pretrained_spec(pretrained: str, source: str = "synthetic", **model):
+    from trainer.contract.spec import JobSpec
+
+    return JobSpec.model_validate(
+        {"data": {"source": source}, "model": {"backbone": "darknet19", "pretrained": pretrained, **model}}
+    )
+
+
+def test_pretrained_weights_run_confined_to_the_root_that_admitted_them(roots):
+    from service.policy import check_job_spec
+
+    tmp, settings = roots
+    (tmp / "data" / "weights").mkdir()
+    local = str(tmp / "data" / "weights" / "darknet19_448.conv.23")
+    admitted = check_job_spec(pretrained_spec(local), settings)
+    assert admitted.model.pretrained == local and admitted.model.pretrained_allowed_root == str(tmp / "data")
+    s3 = check_job_spec(pretrained_spec("s3://datasets/public/jobs/abc/artifacts/weights.pt"), settings)
+    assert s3.model.pretrained_allowed_root == "s3://datasets/public"
+    narrower = str(tmp / "data" / "weights")
+    assert (
+        check_job_spec(
+            pretrained_spec(local, pretrained_allowed_root=narrower), settings
+        ).model.pretrained_allowed_root
+        == narrower
+    )
+    assert check_job_spec(dataset_spec("synthetic"), settings).model.pretrained_allowed_root is None
+
+
+@pytest.mark.parametrize(
+    ("pretrained", "needle"),
+    [
+        ("https://pjreddie.com/media/files/darknet19_448.conv.23", "scheme 'https'"),
+        ("{tmp}/private/w.pt", "outside the allowed dataset folders"),
+        ("{data}/link-out/w.pt", "outside the allowed dataset folders"),  # a symlink out of the root
+        ("{data}/../private/w.pt", "'..'"),
+        ("weights/w.pt", "relative path"),
+        ("synthetic", "relative path"),  # no built-in weights
+        ("s3://other-bucket/w.pt", "outside the allowed dataset buckets"),
+        ("s3://datasets/public-but-not-really/w.pt", "outside the allowed dataset buckets"),
+        ("{data}/w.pt\n", "control characters"),
+    ],
+)
+def test_pretrained_weights_refused_naming_the_field(roots, pretrained, needle):
+    from service.policy import check_job_spec
+
+    tmp, settings = roots
+    with pytest.raises(ValueError) as err:
+        check_job_spec(pretrained_spec(pretrained.format(data=tmp / "data", tmp=tmp)), settings)
+    assert str(err.value).startswith("model.pretrained: ") and needle in str(err.value)
+
+
+def test_pretrained_weights_need_a_root_and_a_given_root_is_checked(roots, tmp_path):
+    from service.policy import check_job_spec
+
+    tmp, settings = roots
+    local = str(tmp / "data" / "voc" / "w.pt")
+    with pytest.raises(ValueError, match="^model.pretrained: .*admits only 'synthetic'"):
+        check_job_spec(pretrained_spec(local), ServiceSettings())
+    for root, needle in (
+        (str(tmp / "private"), "outside the allowed"),
+        (str(tmp / "data" / "x"), "does not contain"),
+    ):
+        (tmp / "data" / "x").mkdir(exist_ok=True)
+        with pytest.raises(ValueError, match=f"^model.pretrained_allowed_root: .*{needle}"):
+            check_job_spec(pretrained_spec(local, pretrained_allowed_root=root), settings)
+    from trainer.contract.spec import JobSpec
+
+    orphan = JobSpec.model_validate({"model": {"pretrained_allowed_root": str(tmp / "data")}})
+    with pytest.raises(ValueError, match="^model.pretrained_allowed_root: set without model.pretrained"):
+        check_job_spec(orphan, settings)

@@ -50,16 +50,35 @@ def _space_to_depth(x: Tensor, block: int = 2) -> Tensor:
     return F.pixel_unshuffle(x, block)
 
 
+def darknet_reorg(x: Tensor, block: int = 2) -> Tensor:
+    """What darknet's `[reorg] stride=2` computes (reorg_cpu with forward=0 on the input's w, h, c).
+
+    Darknet reads its [C, H, W] input's memory as [C / b^2, H b, W b], moves each b x b block of
+    that into channels (offset-major: channel offset * C / b^2 + c), and hands the resulting
+    [C, H, W] memory on as [C b^2, H / b, W / b]. Both reinterpretations mix rows, so this is not
+    a channel permutation of `_space_to_depth`; yolo-voc.weights was trained on it.
+    """
+    b, c, h, w = x.shape
+    y = F.pixel_unshuffle(x.reshape(b, c // block**2, h * block, w * block), block)  # channel c2*b^2 + off
+    y = y.reshape(b, c // block**2, block**2, h, w).transpose(1, 2)  # channel off * C/b^2 + c2
+    return y.reshape(b, c * block**2, h // block, w // block)
+
+
 class Darknet19(nn.Module):
     """YOLOv2's Darknet-19 with its detection layers and the passthrough from the 26x26 map.
 
-    Stride 32. Randomly initialised: no weights are downloaded, ever.
+    Stride 32. Randomly initialised: no weights are downloaded, ever (model.pretrained loads a
+    file the user provides). `reorg` folds the passthrough into channels: `space_to_depth`, or
+    `darknet`'s own order (`darknet_reorg`), for a yolo-voc.weights fuse conv.
     """
 
     stride = BACKBONE_STRIDES["darknet19"]
 
-    def __init__(self):
+    def __init__(self, reorg: str = "space_to_depth"):
         super().__init__()
+        if reorg not in ("space_to_depth", "darknet"):
+            raise ValueError(f"model.reorg: {reorg!r} is not 'space_to_depth' or 'darknet'")
+        self.reorg = reorg
         pool = nn.MaxPool2d(2, 2)
         self.stage1 = nn.Sequential(
             conv_bn(3, 32), pool,
@@ -82,7 +101,8 @@ class Darknet19(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         fine = self.stage1(x)
         coarse = self.stage2(fine)
-        return self.fuse(torch.cat([_space_to_depth(self.passthrough(fine)), coarse], dim=1))
+        fold = darknet_reorg if self.reorg == "darknet" else _space_to_depth
+        return self.fuse(torch.cat([fold(self.passthrough(fine)), coarse], dim=1))
 
 
 class ShiftFreeBatchNorm(nn.Module):
@@ -139,7 +159,7 @@ class Detector(nn.Module):
     def __init__(self, cfg: TrainConfig, anchors_wh: Tensor, num_classes: int):
         super().__init__()
         if cfg.model.backbone == "darknet19":
-            self.backbone: nn.Module = Darknet19()
+            self.backbone: nn.Module = Darknet19(cfg.model.reorg)
         else:
             self.backbone = TinyBackbone(cfg.model.width)
         self.stride: int = self.backbone.stride

@@ -65,3 +65,33 @@ def test_darknet19_detector_stride_32():
 def test_image_size_must_fit_the_stride():
     with pytest.raises(ValueError, match="multiple of the darknet19 stride"):
         TrainConfig.model_validate({"model": {"backbone": "darknet19", "image_size": 48}})
+
+
+def test_darknet_reorg_by_hand():
+    """darknet's [reorg] stride=2 on a 4-channel 2x2 input x[c, y, x] = 4c + 2y + x, worked out from
+    reorg_cpu(forward=0): out[i + 2j + 4k] = x_flat[(2i + k % 2) + 4 (2j + k // 2)]."""
+    from trainer.model.detector import _space_to_depth, darknet_reorg
+
+    x = torch.arange(16.0).reshape(1, 4, 2, 2)
+    want = [0, 2, 8, 10, 1, 3, 9, 11, 4, 6, 12, 14, 5, 7, 13, 15]
+    assert darknet_reorg(x).shape == (1, 16, 1, 1) and darknet_reorg(x).flatten().tolist() == want
+    assert _space_to_depth(x).flatten().tolist() == list(range(16))
+
+
+def test_darknet_reorg_is_no_channel_permutation_of_space_to_depth():
+    """Why model.reorg exists: darknet's order mixes positions, so no permutation of the fuse conv's
+    input channels turns pixel_unshuffle into it."""
+    from trainer.model.detector import _space_to_depth, darknet_reorg
+
+    x = torch.randn(1, 8, 4, 6)
+    ours, theirs = _space_to_depth(x)[0], darknet_reorg(x)[0]
+    matched = [any(torch.equal(theirs[c], ours[q]) for q in range(len(ours))) for c in range(len(theirs))]
+    assert not any(matched)
+    assert sorted(theirs.flatten().tolist()) == sorted(x.flatten().tolist())  # the same values, moved
+
+
+def test_model_reorg_chooses_the_passthroughs_fold():
+    cfg = small_config("model.backbone=darknet19", "model.reorg=darknet")
+    assert Detector(cfg, torch.full((5, 2), 10.0), 3).backbone.reorg == "darknet"
+    with pytest.raises(ValueError, match="model.reorg"):
+        TrainConfig.model_validate({"model": {"reorg": "pixel_shuffle"}})
