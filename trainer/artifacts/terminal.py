@@ -45,6 +45,8 @@ class Bar:
         if kind == "fetch":
             self.fetch(event["done"], event["total"])
         elif kind == "start":
+            for line in event.get("pretrained") or ():
+                self.progress.console.print(line, markup=False, highlight=False)
             for split, summary in event["dataset"].items():
                 print_dataset_summary(
                     self.progress.console, summary | {"name": f"{split}: {summary['name']}"}

@@ -14,6 +14,7 @@ Every rank takes part in each checkpoint report (Ray Train's report is a barrier
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -54,6 +55,8 @@ from trainer.train.reporting import (
 )
 from trainer.train.state import build_state
 from trainer.train.step import train_step
+
+log = logging.getLogger(__name__)
 
 # Called with events: {"kind": "fetch" | "start" | "step" | "epoch" | "done", ...} (a CLI draws bars
 # from them); "fetch" events follow the download of an s3:// dataset before training starts.
@@ -121,7 +124,12 @@ def run_loop(
     data = build_datasets(cfg, fetched, storage=writer.settings)
     train_set, val_set, true_shapes = data.train, data.val, data.true_shapes
     boxes_wh = train_set.boxes_wh()
-    state = build_state(cfg, boxes_wh, len(train_set), data.num_classes, session.rank, session.world_size)
+    state = build_state(
+        cfg, boxes_wh, len(train_set), data.num_classes, session.rank, session.world_size, writer.settings
+    )
+    if lead and state.pretrained is not None:
+        for line in state.pretrained.lines():
+            log.info("%s", line)
     state.model.to(session.device)  # before restoring, so the optimizer state lands beside its params
     state.amp = session.amp
     restored = session.restore()
@@ -150,8 +158,9 @@ def run_loop(
             **clock.fields(),
         )
         history = History(writer)
+    pretrained = state.pretrained.lines() if state.pretrained is not None else None
     emit({"kind": "start", "step": state.step, "total": state.total_steps,
-          "init": state.init_anchors.tolist(), "dataset": summary})  # fmt: skip
+          "init": state.init_anchors.tolist(), "dataset": summary, "pretrained": pretrained})  # fmt: skip
 
     started = time.monotonic()
     # Three windows over the same steps: since the last snapshot, this epoch, and this point of the

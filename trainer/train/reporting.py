@@ -188,6 +188,16 @@ def result(
         },
         "fit": {"init": anchor_fit(state.init_anchors, boxes_wh), "final": anchor_fit(final, boxes_wh)},
         "eval": last_metrics["eval"],
+        # What model.pretrained loaded (trainer.model.pretrained), None without one.
+        "pretrained": None
+        if state.pretrained is None
+        else {
+            "source": state.pretrained.source,
+            "kind": state.pretrained.kind,
+            "loaded": len(state.pretrained.loaded),
+            "skipped": state.pretrained.skipped,
+            "notes": state.pretrained.notes,
+        },
         "synthetic": None
         if true_shapes is None
         else {

@@ -150,7 +150,7 @@ def build_state(
     if cfg.model.pretrained:
         from trainer.model.pretrained import load_pretrained
 
-        report = load_pretrained(model, cfg.model.pretrained, storage)
+        report = load_pretrained(model, cfg.model.pretrained, storage, cfg.model.pretrained_allowed_root)
     loaded = frozenset(report.loaded if report is not None else ())
     optimizer = build_optimizer(model, cfg, loaded)
     steps_per_epoch = num_train // global_batch  # drop_last: every step sees a full batch

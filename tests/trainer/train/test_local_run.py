@@ -137,3 +137,21 @@ def test_outputs_and_resume_in_s3(s3_bucket, tmp_path):
         "artifacts/anchors.png",
     } <= set(keys)
     assert train(cfg, store, resume=True)["anchors"] == first["anchors"]  # restored from the S3 checkpoint
+
+
+def test_a_warm_start_from_a_finished_runs_weights_loads_them_and_says_so(short_run, tmp_path):
+    """model.pretrained: a finished run's weights.pt; the head is skipped for another anchor count."""
+    cfg, out, _, _ = short_run
+    weights = out / "artifacts" / "weights.pt"
+    base = ["data.synthetic.num_train=64", "data.synthetic.num_val=8", "optim.batch_size=16", "optim.epochs=1"]
+    base += [f"model.pretrained={weights}", "optim.freeze_pretrained_epochs=1", "eval.every_epochs=0"]
+    events: list[dict] = []
+    result = train(load_config(None, base), tmp_path / "same", progress=events.append)
+    assert result["pretrained"]["kind"] == "anchor-opt weights.pt" and result["pretrained"]["loaded"] > 0
+    assert "anchors.log_wh" in result["pretrained"]["skipped"]  # the anchors come from anchors.init
+    lines = events[0]["pretrained"]
+    assert lines[0].startswith(f"pretrained: {weights}") and "loaded" in lines[1]
+
+    other = train(load_config(None, [*base, "anchors.num=3"]), tmp_path / "other")
+    skipped = other["pretrained"]["skipped"]
+    assert any(k.startswith("head.") for k in skipped) and not any(k.startswith("backbone.") for k in skipped)
