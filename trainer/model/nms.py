@@ -11,7 +11,8 @@ only, for per-class NMS; never across images):
 is solved by iterating it from "all kept" until nothing changes. The greedy keeps are its only
 solution (keep[i] depends on earlier boxes only), and after t rounds the first t boxes are final,
 so it ends; in practice after a few rounds (as many as the longest chain of boxes that would
-suppress each other in turn), each one whole-tensor step and a single sync for the whole batch.
+suppress each other in turn), each one batched matrix-vector product and one sync for a group of
+images (as many as fit in 32 MiB of overlaps: 8 at 1000 candidates each).
 
 When torchvision is importable, `torchvision.ops.batched_nms` (its compiled kernels) does the
 work instead, once for a whole batch (image and label together make its groups). It is optional:
@@ -27,7 +28,11 @@ import functools
 import torch
 from torch import Tensor
 
-_CHUNK_ELEMENTS = 4_000_000
+# Memory bounds, in [N, N] matrix elements (4 bytes each): the overlaps of a group of images solved
+# together (32 MiB), and of the images whose IoU is computed at once (its 3 temporaries, 24 MiB).
+# A batch of 32 with 1000 candidates each takes 4 groups: 4 x (a few rounds) syncs in all.
+_GROUP_ELEMENTS = 8_000_000
+_CHUNK_ELEMENTS = 2_000_000
 
 
 @functools.cache
@@ -89,13 +94,17 @@ def batched_nms_mask(
     )
     sorted_boxes = boxes_xyxy.gather(1, order.unsqueeze(-1).expand(-1, -1, 4))
     sorted_labels, sorted_valid = labels.gather(1, order), valid.gather(1, order)
-    chunk = max(1, _CHUNK_ELEMENTS // (n * n))  # images at a time: bounds the N x N intermediates
-    over = torch.empty(b, n, n, dtype=boxes_xyxy.dtype, device=boxes_xyxy.device)
-    for i in range(0, b, chunk):
-        _overlaps(
-            sorted_boxes[i : i + chunk], sorted_labels[i : i + chunk], iou_threshold, over[i : i + chunk]
-        )
-    kept_sorted = _greedy_keep(over, sorted_valid)
+    group = max(1, _GROUP_ELEMENTS // (n * n))
+    chunk = max(1, min(group, _CHUNK_ELEMENTS // (n * n)))
+    kept_sorted = torch.empty_like(valid)
+    over = torch.empty(min(group, b), n, n, dtype=boxes_xyxy.dtype, device=boxes_xyxy.device)
+    for g in range(0, b, group):
+        size = min(group, b - g)
+        for i in range(0, size, chunk):
+            end = min(i + chunk, size)
+            images = slice(g + i, g + end)
+            _overlaps(sorted_boxes[images], sorted_labels[images], iou_threshold, over[i:end])
+        kept_sorted[g : g + size] = _greedy_keep(over[:size], sorted_valid[g : g + size])
     return torch.zeros_like(valid).scatter(1, order, kept_sorted)
 
 

@@ -97,3 +97,16 @@ def test_the_matrix_method_and_torchvision_agree(monkeypatch):
     with_tv = batched_nms_mask(boxes, scores, labels, valid, 0.45)
     monkeypatch.setattr(nms_module, "_torchvision_batched_nms", lambda: None)
     assert torch.equal(batched_nms_mask(boxes, scores, labels, valid, 0.45), with_tv)
+
+
+def test_images_in_groups_and_chunks_give_the_same_keeps(monkeypatch):
+    # 5 images of 80 candidates: groups of 3 images (3 + 2), IoUs 2 images at a time (2 + 1, 2).
+    monkeypatch.setattr(nms_module, "_torchvision_batched_nms", lambda: None)
+    g = torch.Generator().manual_seed(11)
+    boxes = torch.stack([random_xyxy(80, s) for s in range(5)])
+    scores, labels = torch.rand(5, 80, generator=g), torch.randint(0, 2, (5, 80), generator=g)
+    valid = torch.rand(5, 80, generator=g) > 0.1
+    whole = batched_nms_mask(boxes, scores, labels, valid, 0.4)
+    monkeypatch.setattr(nms_module, "_GROUP_ELEMENTS", 3 * 80 * 80)
+    monkeypatch.setattr(nms_module, "_CHUNK_ELEMENTS", 2 * 80 * 80)
+    assert torch.equal(batched_nms_mask(boxes, scores, labels, valid, 0.4), whole)
