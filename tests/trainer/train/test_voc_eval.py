@@ -145,3 +145,20 @@ def test_coco_eval_reports_the_devkit_aps():
     none = coco_eval(gts, [det(np.zeros((0, 4)), [])], 2, [(128, 128)])
     assert none["voc_ap50"] == 0.0 and none["per_class_voc_ap50"] == [0.0, -1.0]
     assert none["ap50"] == 0.0
+
+
+def test_the_continuous_iou_of_converted_boxes_is_the_devkits_plus_one_iou():
+    # The devkit on 1-based inclusive integer boxes: widths and intersections + 1. The project's
+    # boxes are (xmin - 1, ymin - 1, xmax, ymax): the same IoU with no +1 (trainer.data.voc).
+    from trainer.train.voc_eval import _iou
+
+    rng = np.random.default_rng(0)
+    xy = rng.integers(1, 50, (200, 2))
+    boxes = np.concatenate([xy, xy + rng.integers(0, 30, (200, 2))], axis=1).astype(float)
+    one = boxes[0]
+    iw = np.clip(np.minimum(one[2], boxes[:, 2]) - np.maximum(one[0], boxes[:, 0]) + 1, 0, None)
+    ih = np.clip(np.minimum(one[3], boxes[:, 3]) - np.maximum(one[1], boxes[:, 1]) + 1, 0, None)
+    size = lambda b: (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)  # noqa: E731
+    devkit = iw * ih / (size(one) + size(boxes) - iw * ih)
+    converted = boxes - [1, 1, 0, 0]
+    np.testing.assert_allclose(_iou(converted[0], converted), devkit, rtol=1e-12)
