@@ -61,10 +61,7 @@ def postprocess(
     cand = boxes.gather(1, (pair // num_classes).unsqueeze(-1).expand(-1, -1, 4))
     keep = batched_nms_mask(cand, top, labels, top > conf_threshold, nms_iou)
     keep &= keep.cumsum(1) <= max_detections  # the best max_detections of each image
-    counts = keep.sum(1).tolist()  # one sync for the batch
-    return [
-        {"boxes": bx, "scores": sc, "labels": lb}
-        for bx, sc, lb in zip(
-            cand[keep].split(counts), top[keep].split(counts), labels[keep].split(counts), strict=True
-        )
-    ]
+    counts = keep.sum(1).tolist()  # a sync for the batch, and one for the indices below
+    kept = keep.view(-1).nonzero().squeeze(1)
+    per_image = (t.flatten(0, 1)[kept].split(counts) for t in (cand, top, labels))
+    return [{"boxes": bx, "scores": sc, "labels": lb} for bx, sc, lb in zip(*per_image, strict=True)]
