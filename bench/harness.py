@@ -62,6 +62,8 @@ def train_to_end(cfg: TrainConfig) -> tuple[TrainState, dict]:
         "error": None if data.true_shapes is None else matched_log_error(anchors, data.true_shapes),
         "ap50": ev["ap50"],
         "ap": ev["ap"],
+        "voc07_ap50": ev["voc07_ap50"],  # the devkit's (trainer.train.voc_eval)
+        "voc_ap50": ev["voc_ap50"],
         "seconds": seconds,
         "anchors": [[round(w, 1), round(h, 1)] for w, h in anchors.tolist()],
     }

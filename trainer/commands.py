@@ -91,7 +91,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.get("eval"):
         ev = result["eval"]
         out_console.print(
-            f"validation: AP50 {ev['ap50']:.3f}  AP75 {ev['ap75']:.3f}  AP[.5:.95] {ev['ap']:.3f}"
+            f"validation: AP50 {ev['ap50']:.3f}  AP75 {ev['ap75']:.3f}  AP[.5:.95] {ev['ap']:.3f}  "
+            f"VOC07 AP50 {ev.get('voc07_ap50', float('nan')):.3f}  "
+            f"VOC AP50 {ev.get('voc_ap50', float('nan')):.3f}"
         )
     out_console.print(
         f"outputs in {out.rstrip('/')}/: result.json, anchors/ (snapshots), metrics/, artifacts/ "

@@ -102,7 +102,7 @@ class EpochMetrics(_Document):
     losses: dict[str, float]
     loss_curve: list[dict[str, float]] = Field(default_factory=list)  # {"step", term: mean} points
     lr: dict[str, float]
-    eval: dict | None = None  # trainer.train.evaluation.coco_eval: ap, ap50, ap75, voc07_ap50, per class
+    eval: dict | None = None  # trainer.train.evaluation.coco_eval: ap, ap50s, VOC ap50s, per class
     images_per_s: float
 
 

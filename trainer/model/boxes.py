@@ -5,7 +5,8 @@ Formats (all in the same units, usually pixels):
     cxcywh  (cx, cy, w, h), centre and size
     xywh    (x, y, w, h), top-left corner and size (COCO's `bbox`)
     wh      (w, h), a shape with no position
-Every function accepts any leading batch shape `[..., 4]` unless it says otherwise.
+Every function accepts any leading batch shape `[..., 4]` unless it says otherwise. Non-maximum
+suppression is in trainer.model.nms.
 """
 
 from __future__ import annotations
@@ -69,35 +70,3 @@ def wh_ratio_metric(a_wh: Tensor, b_wh: Tensor) -> Tensor:
     """
     r = a_wh.unsqueeze(-2) / b_wh.unsqueeze(-3)
     return torch.maximum(r, 1 / r).amax(-1)
-
-
-def nms(boxes_xyxy: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
-    """Greedy non-maximum suppression. [N, 4], [N] -> indices kept, highest score first.
-
-    The IoU matrix is computed once; the greedy pass is a loop of N cheap tensor steps.
-    """
-    if boxes_xyxy.numel() == 0:
-        return torch.zeros(0, dtype=torch.long, device=boxes_xyxy.device)
-    order = scores.argsort(descending=True)
-    iou = box_iou(boxes_xyxy[order], boxes_xyxy[order])
-    suppressed = torch.zeros(len(order), dtype=torch.bool, device=boxes_xyxy.device)
-    keep = []
-    over = iou > iou_threshold
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed |= over[i]
-    return order[torch.tensor(keep, dtype=torch.long, device=boxes_xyxy.device)]
-
-
-def batched_nms(boxes_xyxy: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:
-    """NMS within each label only: boxes of different labels never suppress each other.
-
-    Shifts each label's boxes to a disjoint region so a single NMS pass does the work.
-    """
-    if boxes_xyxy.numel() == 0:
-        return torch.zeros(0, dtype=torch.long, device=boxes_xyxy.device)
-    span = boxes_xyxy.max() - boxes_xyxy.min() + 1
-    offset = labels.to(boxes_xyxy) * span
-    return nms(boxes_xyxy + offset[:, None], scores, iou_threshold)

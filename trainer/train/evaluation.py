@@ -1,22 +1,22 @@
-"""Detection accuracy, computed by pycocotools' COCOeval (never a hand-written AP).
+"""Detection accuracy as each benchmark defines it: COCO's by pycocotools, VOC's as its devkit.
 
 Ground truth and detections are xyxy pixels in the same image coordinates (the original images',
-for real datasets). Returns COCO's AP@[.5:.95], AP50, AP75 and per-class AP and AP50, and the
-VOC07 11-point AP50 the paper reports (all in [0, 1]; -1 where a class has no ground truth).
+for real datasets). Returns, all in [0, 1] and -1 where a class (or every class) has no box to
+score:
+- COCO, by pycocotools' COCOeval (never a hand-written COCO AP): `ap` (AP@[.5:.95]), `ap50`,
+  `ap75`, `per_class_ap`, `per_class_ap50`.
+- Pascal VOC at IoU 0.5, by trainer.train.voc_eval (the devkit's matching and AP, exactly):
+  `voc07_ap50` and `per_class_voc07_ap50` (VOC2007's 11-point AP, the paper's number) and
+  `voc_ap50` and `per_class_voc_ap50` (VOC2010+'s area under the precision envelope).
 
 Ignored boxes, as each benchmark defines them:
 - COCO crowd boxes (`iscrowd`): COCOeval's own rule. A detection on a crowd region is neither a
-  true nor a false positive, and it is matched by intersection over the detection's area.
+  true nor a false positive, and it is matched by intersection over the detection's area. The VOC
+  metrics, which know no crowds, ignore them as difficult boxes.
 - VOC difficult boxes (`difficult`): a detection matching one is neither a true nor a false
-  positive, and a missed one is no miss. COCOeval only knows `iscrowd`, so `_IgnoringEval` marks
-  difficult boxes ignored after COCOeval prepares them (with ordinary IoU matching).
-
-VOC07 11-point AP50 is the same COCOeval matching at IoU 0.5 with precision interpolated at the
-11 recall points 0, 0.1, ..., 1 (max precision at recall >= r, averaged), no area ranges and no
-per-image detection cap beyond the detector's own. It differs from the VOC devkit only in details
-of matching: COCOeval matches detections greedily to the best still-unmatched box, the devkit to
-the best box overall (a duplicate is a false positive either way), and the devkit's "+1" pixel
-convention in IoU.
+  positive, and a missed one is no miss. For the VOC metrics that is the devkit's rule; COCOeval
+  only knows `iscrowd`, so for the COCO metrics `_IgnoringEval` marks difficult boxes ignored
+  after COCOeval prepares them (with ordinary IoU matching).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from trainer.data.batching import collate
 from trainer.model.decode import postprocess
 from trainer.model.detector import Detector
 from trainer.train.batches import loader_workers
+from trainer.train.voc_eval import mean_ap, voc_eval
 
 
 def _xyxy_to_xywh(b: np.ndarray) -> np.ndarray:
@@ -51,18 +52,6 @@ class _IgnoringEval(COCOeval):
         for boxes in self._gts.values():
             for g in boxes:
                 g["ignore"] = int(bool(g.get("iscrowd")) or bool(g.get("difficult")))
-
-
-def _run(coco_gt: COCO, coco_dt: COCO, voc07: bool) -> COCOeval:
-    ev = _IgnoringEval(coco_gt, coco_dt, "bbox")
-    if voc07:
-        ev.params.iouThrs = np.array([0.5])
-        ev.params.recThrs = np.linspace(0.0, 1.0, 11)
-        ev.params.areaRng, ev.params.areaRngLbl = [[0.0, 1e10]], ["all"]
-        ev.params.maxDets = [1_000_000]  # no cap beyond the detector's own
-    ev.evaluate()
-    ev.accumulate()
-    return ev
 
 
 def _class_means(precision: np.ndarray, num_classes: int) -> list[float]:
@@ -81,7 +70,7 @@ def coco_eval(
     num_classes: int,
     image_sizes: Sequence[tuple[int, int]],
 ) -> dict:
-    """COCO-style metrics over a set of images.
+    """COCO and VOC metrics over a set of images (the keys: the module docstring).
 
     ground_truth  per image: {"boxes": [n, 4] xyxy px, "labels": [n] class ids,
                               "iscrowd": [n] bool (optional), "difficult": [n] bool (optional)}
@@ -121,13 +110,18 @@ def coco_eval(
                 {"image_id": img_id, "category_id": int(label), "bbox": box.tolist(), "score": float(score)}
             )
 
+    per_class_voc = voc_eval(ground_truth, detections, num_classes)
+    voc = {
+        "voc07_ap50": mean_ap(per_class_voc["voc07"]),
+        "voc_ap50": mean_ap(per_class_voc["area"]),
+        "per_class_voc07_ap50": per_class_voc["voc07"],
+        "per_class_voc_ap50": per_class_voc["area"],
+    }
     none = [-1.0] * num_classes
-    empty = {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "voc07_ap50": 0.0}
-    empty |= {"per_class_ap": none, "per_class_ap50": none, "per_class_voc07_ap50": none}
     if not annotations:
-        return empty | {"ap": -1.0, "ap50": -1.0, "ap75": -1.0, "voc07_ap50": -1.0}
+        return voc | {"ap": -1.0, "ap50": -1.0, "ap75": -1.0, "per_class_ap": none, "per_class_ap50": none}
     if not results:
-        return empty
+        return voc | {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "per_class_ap": none, "per_class_ap50": none}
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         coco_gt = COCO()
@@ -138,22 +132,19 @@ def coco_eval(
         }
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(results)
-        ev = _run(coco_gt, coco_dt, voc07=False)
+        ev = _IgnoringEval(coco_gt, coco_dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
         ev.summarize()
-        voc = _run(coco_gt, coco_dt, voc07=True)
     # precision: [T iou thresholds, R recall points, K classes, area ranges, max dets]; area "all"
     # is index 0, 100 detections the last; IoU threshold index 0 is 0.5.
     precision = ev.eval["precision"][:, :, :, 0, -1]
-    per_class_voc = _class_means(voc.eval["precision"][:, :, :, 0, 0], num_classes)
-    valid_voc = [v for v in per_class_voc if v > -1]
-    return {
+    return voc | {
         "ap": float(ev.stats[0]),
         "ap50": float(ev.stats[1]),
         "ap75": float(ev.stats[2]),
-        "voc07_ap50": float(np.mean(valid_voc)) if valid_voc else -1.0,
         "per_class_ap": _class_means(precision, num_classes),
         "per_class_ap50": _class_means(precision[:1], num_classes),
-        "per_class_voc07_ap50": per_class_voc,
     }
 
 

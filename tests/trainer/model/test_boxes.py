@@ -2,11 +2,9 @@ import pytest
 import torch
 
 from trainer.model.boxes import (
-    batched_nms,
     box_area,
     box_iou,
     cxcywh_to_xyxy,
-    nms,
     shape_iou,
     wh_ratio_metric,
     xywh_to_xyxy,
@@ -67,34 +65,3 @@ def test_shape_iou_ignores_position():
 def test_wh_ratio_metric():
     r = wh_ratio_metric(torch.tensor([[10.0, 10.0]]), torch.tensor([[10.0, 10.0], [20.0, 5.0], [50.0, 10.0]]))
     torch.testing.assert_close(r, torch.tensor([[1.0, 2.0, 5.0]]))
-
-
-def _reference_nms(boxes, scores, thr):
-    order = scores.argsort(descending=True).tolist()
-    keep = []
-    while order:
-        i = order.pop(0)
-        keep.append(i)
-        order = [j for j in order if box_iou(boxes[i : i + 1], boxes[j : j + 1]).item() <= thr]
-    return keep
-
-
-def test_nms_suppresses_overlaps_keeps_best_first():
-    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]])
-    scores = torch.tensor([0.8, 0.9, 0.7])
-    assert nms(boxes, scores, 0.5).tolist() == [1, 2]
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_nms_matches_a_plain_reference(seed):
-    boxes = random_xyxy(60, seed)
-    scores = torch.rand(60, generator=torch.Generator().manual_seed(seed + 100))
-    assert nms(boxes, scores, 0.4).tolist() == _reference_nms(boxes, scores, 0.4)
-
-
-def test_nms_empty_and_batched_by_label():
-    assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).numel() == 0
-    boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10], [-5, -5, 2, 2]])
-    scores = torch.tensor([0.9, 0.8, 0.7])
-    assert sorted(batched_nms(boxes, scores, torch.tensor([0, 1, 1]), 0.5).tolist()) == [0, 1, 2]
-    assert sorted(batched_nms(boxes, scores, torch.tensor([0, 0, 1]), 0.5).tolist()) == [0, 2]

@@ -33,3 +33,33 @@ def test_postprocess_keeps_confident_boxes_and_suppresses_duplicates():
     assert det["labels"].tolist() == [1] and det["scores"].shape == (1,)
     assert det["scores"][0] > 0.9
     assert bool((det["boxes"] >= 0).all() and (det["boxes"] <= 32).all())
+
+
+def test_a_box_likely_of_two_classes_is_detected_as_both():
+    # One confident box (objectness ~1) split evenly between classes 0 and 1 (P 0.5 each, class 2
+    # ~0): two detections of the same box, one per class, as darknet's per-class scores give.
+    pred = torch.full((1, 1, 1, 1, 8), -10.0)
+    pred[..., :4] = 0
+    pred[..., 4] = 10.0
+    pred[..., 5], pred[..., 6] = 5.0, 5.0
+    (det,) = postprocess(pred, torch.tensor([[10.0, 10.0]]).log(), stride=16, conf_threshold=0.3)
+    assert sorted(det["labels"].tolist()) == [0, 1]
+    torch.testing.assert_close(det["scores"], torch.full((2,), 0.5), atol=1e-3, rtol=0)
+    torch.testing.assert_close(det["boxes"][0], det["boxes"][1])
+
+
+def test_postprocess_caps_detections_per_image_best_first_and_keeps_images_apart():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(3, 5, 4, 4, 5 + 6, generator=g) * 3
+    pred[2, ..., 4] = -20.0  # nothing in the third image
+    log_anchors = torch.tensor([[8.0, 8.0], [16, 16], [24, 12], [12, 24], [32, 32]]).log()
+    dets = postprocess(pred, log_anchors, stride=16, conf_threshold=0.05, nms_iou=0.45, max_detections=7)
+    assert [len(d["scores"]) for d in dets[:2]] == [7, 7] and len(dets[2]["scores"]) == 0
+    for d in dets:
+        assert d["boxes"].shape == (len(d["scores"]), 4) and d["labels"].dtype == torch.long
+        assert bool((d["scores"][:-1] >= d["scores"][1:]).all()) and bool((d["scores"] > 0.05).all())
+    # the first image alone gives its same detections
+    (alone,) = postprocess(
+        pred[:1], log_anchors, stride=16, conf_threshold=0.05, nms_iou=0.45, max_detections=7
+    )
+    torch.testing.assert_close(alone["boxes"], dets[0]["boxes"])

@@ -81,7 +81,9 @@ def test_a_run_on_real_image_files_with_loader_workers(tmp_path):
     out = tmp_path / "run"
     result = train(cfg, out)
     assert result["synthetic"] is None and result["steps"] == 8
-    assert {"ap", "ap50", "voc07_ap50", "per_class_ap50"} <= set(result["eval"])
+    assert {"ap", "ap50", "voc07_ap50", "voc_ap50", "per_class_ap50", "per_class_voc_ap50"} <= set(
+        result["eval"]
+    )
     assert len(result["eval"]["per_class_ap50"]) == 3
     dataset = RunWriter(out).read_json("dataset.json")
     assert dataset["class_names"] == ["rectangle", "ellipse", "frame"]
