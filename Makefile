@@ -48,6 +48,7 @@ bench: install
 	$(PY) bench/step_efficiency.py
 	$(PY) bench/ddp_scaling.py
 	$(PY) bench/api_load.py
+	$(PY) bench/real_data.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache deploy/.tools

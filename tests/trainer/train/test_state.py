@@ -103,3 +103,34 @@ def test_pretrained_parameters_get_their_own_groups_and_no_parameter_is_lost():
         and groups["pretrained_no_decay"]["weight_decay"] == 0
     )
     assert sum(len(g["params"]) for g in groups.values()) == sum(1 for p in state.model.parameters())
+
+
+def test_a_darknet_backbone_loads_into_its_own_frozen_groups(tmp_path):
+    """model.pretrained = a darknet19_448.conv.23-style file: its 18 convs load, get the pretrained
+    groups, and stay put while frozen; the rest of the network trains."""
+    from trainer.model.darknet_weights import BACKBONE_LAYERS, write_darknet_weights
+
+    base = [
+        "model.backbone=darknet19",
+        "model.image_size=64",
+        "optim.batch_size=4",
+        "data.synthetic.num_train=8",
+    ]
+    donor, _ = fresh(small_config(*base, "seed=7"))
+    path = tmp_path / "darknet19_448.conv.23"
+    with path.open("wb") as f:
+        write_darknet_weights(donor.model, f, upto=BACKBONE_LAYERS)
+    state, data = fresh(small_config(*base, f"model.pretrained={path}", "optim.freeze_pretrained_epochs=1"))
+    loaded = set(state.pretrained.loaded)
+    assert len([k for k in loaded if k.endswith(".0.weight")]) == BACKBONE_LAYERS  # 18 conv weights
+    donor_state = donor.model.state_dict()
+    assert all(torch.equal(state.model.state_dict()[k], donor_state[k]) for k in loaded)
+    groups = {g["name"]: g for g in state.optimizer.param_groups}
+    ids = {id(p) for k in ("pretrained_decay", "pretrained_no_decay") for p in groups[k]["params"]}
+    assert ids == {id(p) for n, p in state.model.named_parameters() if n in loaded}
+    assert groups["pretrained_decay"]["lr"] == 0.0  # frozen in the first epoch
+    before = {n: p.detach().clone() for n, p in state.model.named_parameters()}
+    run_until(state, data, 1)
+    after = dict(state.model.named_parameters())
+    assert all(torch.equal(after[n], before[n]) for n in loaded if n in after)
+    assert not torch.equal(after["head.pred.weight"], before["head.pred.weight"])
