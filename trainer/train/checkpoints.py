@@ -6,7 +6,7 @@ A checkpoint restores on any device, whatever device wrote it: it is loaded onto
 the CPU tensors torch.set_rng_state takes), then copied into the model's parameters and the
 optimizer's state on the device the model is on. The config's `device` is not compared: where a
 run trains is not what it computes (on another device it continues from the same state, though not
-bit for bit: GPU and CPU kernels round differently).
+bit for bit: GPU and CPU kernels round differently, and bf16 autocast is on on GPUs).
 """
 
 from __future__ import annotations
