@@ -10,7 +10,7 @@ Final line: anchor_overhead: ratio=R   (target R <= 1.02)
 import statistics
 import time
 
-from harness import config, prepare
+from harness import config, on, prepare, sync
 
 from trainer.train.batches import epoch_batches
 from trainer.train.step import train_step
@@ -24,20 +24,23 @@ def batches(state, data):
         yield from epoch_batches(state, data)
 
 
-def timed_ratio(cfg_a, cfg_b) -> tuple[float, float, float]:
-    """(median step time of a, of b, median of the per-pair ratios a/b)."""
-    (sa, data), (sb, _) = prepare(cfg_a), prepare(cfg_b)
+def timed_ratio(cfg_a, cfg_b, device=None) -> tuple[float, float, float]:
+    """(median step time of a, of b, median of the per-pair ratios a/b), on `device` (default the
+    CPU; on a GPU in bf16 autocast, each step timed up to the end of its GPU work)."""
+    (sa, data), (sb, _) = prepare(cfg_a, device), prepare(cfg_b, device)
     ia, ib = batches(sa, data), batches(sb, data)
     for _ in range(WARM):
-        train_step(sa, *next(ia))
-        train_step(sb, *next(ib))
+        train_step(sa, *on(device, *next(ia)))
+        train_step(sb, *on(device, *next(ib)))
+    sync(device)
     ta, tb = [], []
     for i in range(PAIRS):
         order = [(sa, ia, ta), (sb, ib, tb)] if i % 2 == 0 else [(sb, ib, tb), (sa, ia, ta)]
         for state, it, times in order:
-            images, targets = next(it)
+            images, targets = on(device, *next(it))
             start = time.perf_counter()
             train_step(state, images, targets)
+            sync(device)
             times.append(time.perf_counter() - start)
     ratios = [a / b for a, b in zip(ta, tb, strict=True)]
     return statistics.median(ta), statistics.median(tb), statistics.median(ratios)

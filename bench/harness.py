@@ -12,10 +12,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py` from a checkout
 
+import torch  # noqa: E402
+
 from trainer.config import TrainConfig, load_config  # noqa: E402
 from trainer.data.datasets import Datasets, build_datasets  # noqa: E402
 from trainer.model.anchors import matched_log_error  # noqa: E402
 from trainer.train.batches import epoch_batches
+from trainer.train.device import uses_amp
 from trainer.train.evaluation import evaluate_model
 from trainer.train.state import TrainState, build_state
 from trainer.train.step import train_step  # noqa: E402
@@ -42,9 +45,25 @@ def datasets(cfg: TrainConfig) -> Datasets:
     return _DATASETS[key]
 
 
-def prepare(cfg: TrainConfig) -> tuple[TrainState, object]:
+def prepare(cfg: TrainConfig, device: torch.device | None = None) -> tuple[TrainState, object]:
+    """A fresh state and the training set; on `device` (default the CPU) with its autocast rule."""
     data = datasets(cfg)
-    return build_state(cfg, data.train.boxes_wh(), len(data.train), data.num_classes), data.train
+    state = build_state(cfg, data.train.boxes_wh(), len(data.train), data.num_classes)
+    if device is not None:
+        state.model.to(device)  # before the first step: the optimizer's state is made beside the params
+        state.amp = uses_amp(device)
+    return state, data.train
+
+
+def on(device: torch.device | None, images, targets):
+    """A batch on `device` (None: as it is), so that the copy is not timed."""
+    return (images, targets) if device is None else (images.to(device), targets.to(device))
+
+
+def sync(device: torch.device | None) -> None:
+    """Waits for the device's queued work, so that a timer around a step times the step."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def train_to_end(cfg: TrainConfig) -> tuple[TrainState, dict]:

@@ -15,7 +15,7 @@ import statistics
 import time
 
 import torch
-from harness import config, prepare
+from harness import config, on, prepare, sync
 
 from trainer.train.batches import epoch_batches
 from trainer.train.step import train_step
@@ -24,20 +24,23 @@ PAIRS = 100
 WARM = 10
 
 
-def bare_forward_backward(model, images: torch.Tensor) -> None:
+def bare_forward_backward(model, images: torch.Tensor, amp: bool = False) -> None:
     model.zero_grad(set_to_none=True)
-    pred, log_anchors = model(images.float() / 255)
-    (pred.sum() + log_anchors.sum()).backward()
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=amp):  # as the step's forward
+        pred, log_anchors = model(images.float() / 255)
+    (pred.float().sum() + log_anchors.float().sum()).backward()
 
 
-def measure(cfg) -> tuple[float, float, float]:
-    """(median step s, median bare s, median per-pair bare/step) on one fixed batch."""
-    state, data = prepare(cfg)
-    images, targets = next(iter(epoch_batches(state, data)))
+def measure(cfg, device: torch.device | None = None) -> tuple[float, float, float]:
+    """(median step s, median bare s, median per-pair bare/step) on one fixed batch, on `device`
+    (default the CPU; on a GPU both in bf16 autocast, each timed up to the end of its GPU work)."""
+    state, data = prepare(cfg, device)
+    images, targets = on(device, *next(iter(epoch_batches(state, data))))
     state.model.train()
     for _ in range(WARM):
         train_step(state, images, targets)
-        bare_forward_backward(state.model, images)
+        bare_forward_backward(state.model, images, state.amp)
+    sync(device)
     steps, bares = [], []
     for i in range(PAIRS):
         for which in ("step", "bare") if i % 2 == 0 else ("bare", "step"):
@@ -45,7 +48,8 @@ def measure(cfg) -> tuple[float, float, float]:
             if which == "step":
                 train_step(state, images, targets)
             else:
-                bare_forward_backward(state.model, images)
+                bare_forward_backward(state.model, images, state.amp)
+            sync(device)
             (steps if which == "step" else bares).append(time.perf_counter() - start)
     ratios = [b / s for s, b in zip(steps, bares, strict=True)]
     return statistics.median(steps), statistics.median(bares), statistics.median(ratios)

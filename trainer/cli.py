@@ -1,6 +1,7 @@
 """`anchor-opt`: the command line.
 
-    anchor-opt train CONFIG.yaml [--set key=value ...] [--out DIR] [--resume | --fresh] [--workers N]
+    anchor-opt train CONFIG.yaml [--set key=value ...] [--out DIR] [--resume | --fresh] [--device D]
+                     [--workers N]
     anchor-opt run-job JOB_ID --store URI
     anchor-opt config [CONFIG.yaml] [--set key=value ...]
     anchor-opt fit DATASET... [--anchors A] [--image-size S] [--method kmeans|learned] [--compare LIST]
@@ -41,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     mode.add_argument("--fresh", action="store_true", help="replace whatever run is in --out")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--device",
+        metavar="auto|cpu|cuda[:N]",
+        help="where a run in this process trains, as --set device=...: auto (the config's default) is "
+        "the GPU when there is one, else the CPU; bf16 autocast on a GPU (not with --workers)",
+    )
     ray = p.add_argument_group("distributed (Ray Train)")
     ray.add_argument(
         "--workers",

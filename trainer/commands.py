@@ -65,7 +65,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.contract.writer import RunWriter
 
     config_path = _resolve_config(args.config)
-    cfg = load_config(config_path, args.set)
+    if args.device is not None and args.workers is not None:
+        raise ValueError(
+            "--device is for a run in this process: Ray workers train on the device Ray gives them "
+            "(--gpus-per-worker)"
+        )
+    device = [] if args.device is None else [f"device={args.device}"]
+    cfg = load_config(config_path, [*args.set, *device])  # --device D is --set device=D, validated alike
     out = args.out or str(Path("runs") / config_path.stem)  # a folder or s3://bucket/prefix
     settings = StorageSettings()  # read once: the run, its workers and its data source all get these
     writer = RunWriter(out, settings)

@@ -311,6 +311,11 @@ class TrainConfig(_Section):
     """The whole run. `TrainConfig()` is a valid, complete configuration."""
 
     seed: int = Field(default=0, **SEED)  # network init, data order, augmentation, synthetic images
+    # Where a run in one process (`anchor-opt train` without --workers) trains: auto (the first CUDA
+    # GPU if there is one, else the CPU), cpu, cuda or cuda:N (trainer.train.device). Ray workers
+    # ignore it: each trains on the device Ray gives it (--gpus-per-worker, a job's resources).
+    # Not part of what a checkpoint must match: a run resumes on another device.
+    device: str = Field(default="auto", max_length=8, pattern=r"^(auto|cpu|cuda(:[0-9]{1,2})?)$")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     anchors: AnchorConfig = Field(default_factory=AnchorConfig)

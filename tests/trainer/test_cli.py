@@ -17,6 +17,12 @@ SMALL = [
 ]  # fmt: skip
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def run(*args, cwd=None):
     return subprocess.run([EXE, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
@@ -230,6 +236,33 @@ def test_train_with_workers_runs_on_the_given_ray_cluster(ray_cluster, tmp_path)
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "SUCCEEDED" and status["workers"] == 2
     assert list((out / "checkpoints").glob("checkpoint_*/checkpoint.pt"))
+
+
+def test_train_on_the_device_asked_for(tmp_path):
+    """--device cpu is --set device=cpu: the run trains (in this process) and its config says so."""
+    out = tmp_path / "run"
+    proc = run("train", "demo", "--out", str(out), *SMALL, "--device", "cpu", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert yaml.safe_load((out / "config.yaml").read_text())["device"] == "cpu"
+    assert json.loads((out / "result.json").read_text())["steps"] == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "gpu"], "String should match pattern '^(auto|cpu|cuda"),
+        (["--device", "cuda", "--workers", "1"], "--device is for a run in this process"),
+        pytest.param(
+            ["--device", "cuda:0"],
+            "device=cuda:0: CUDA is not available here",
+            marks=pytest.mark.skipif(_has_cuda(), reason="this machine has CUDA"),
+        ),
+    ],
+)
+def test_train_bad_device_exits_2_before_writing(tmp_path, args, message):
+    proc = run("train", "demo", "--out", str(tmp_path / "x"), *SMALL, *args)
+    assert proc.returncode == 2 and message in proc.stderr and "device" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize(

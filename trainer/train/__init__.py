@@ -6,6 +6,7 @@ batches      the data order: seeded epoch permutations, each rank's slice of a g
 step         one optimizer step (the loss with the anchors in the graph, the warm-up tricks)
 evaluation   the model on a split, COCO AP and VOC07 11-point AP through pycocotools
 checkpoints  exact checkpoints, loaded with weights_only=True
+device       which device a run in one process uses (--device), bf16 autocast, batches to it
 loop         run_loop: one worker's training, written against a Session
 local_run    train(): a whole run in this process
 ray_run      the Ray Session, the TorchTrainer, waiting for resources

@@ -1,5 +1,13 @@
 """Exact checkpoints: everything that shapes the rest of a run in one object, restored bit for bit,
-and loaded with `torch.load(weights_only=True)` so a checkpoint in the store cannot run code."""
+and loaded with `torch.load(weights_only=True)` so a checkpoint in the store cannot run code.
+
+A checkpoint restores on any device, whatever device wrote it: it is loaded onto the CPU
+(`map_location`, so tensors saved from a GPU load on a machine without one, and the RNG states are
+the CPU tensors torch.set_rng_state takes), then copied into the model's parameters and the
+optimizer's state on the device the model is on. The config's `device` is not compared: where a
+run trains is not what it computes (on another device it continues from the same state, though not
+bit for bit: GPU and CPU kernels round differently, and bf16 autocast is on on GPUs).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,8 @@ from trainer.train.state import TrainState
 
 # 2: RNG states as plain lists and numbers, loaded with weights_only=True (1 held numpy arrays).
 CHECKPOINT_VERSION = 2
+# Config fields a checkpoint need not match: where the run executes, not what it trains.
+_PLACEMENT = {"device"}
 
 
 def _rng_state() -> dict:
@@ -69,9 +79,10 @@ def restore_checkpoint(state: TrainState, data: bytes, where: str = "checkpoint"
     """Restores `state` (built from the same config) in place from `checkpoint_bytes` output.
     `where` names the checkpoint in errors (its path or URI)."""
     payload = _load_payload(data, where)
-    saved = TrainConfig.model_validate(payload["config"])
-    if saved != state.cfg:
-        diff = _config_diff(saved.model_dump(), state.cfg.model_dump())
+    saved = TrainConfig.model_validate(payload["config"]).model_dump(exclude=_PLACEMENT)
+    now = state.cfg.model_dump(exclude=_PLACEMENT)
+    if saved != now:
+        diff = _config_diff(saved, now)
         raise ValueError(f"{where}: checkpoint was made with a different config ({'; '.join(diff[:5])})")
     saved_world = payload.get("world_size", 1)
     if saved_world != state.world_size:
@@ -79,8 +90,8 @@ def restore_checkpoint(state: TrainState, data: bytes, where: str = "checkpoint"
             f"{where}: checkpoint was made by {saved_world} worker(s), this run has {state.world_size}; "
             "resume with the same number of workers"
         )
-    state.model.load_state_dict(payload["model"])
-    state.optimizer.load_state_dict(payload["optimizer"])
+    state.model.load_state_dict(payload["model"])  # copies onto the parameters' device
+    state.optimizer.load_state_dict(payload["optimizer"])  # casts each param's state to its device
     state.scheduler.load_state_dict(payload["scheduler"])
     state.init_anchors = payload["init_anchors"]
     state.step = payload["step"]

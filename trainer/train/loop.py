@@ -42,6 +42,7 @@ from trainer.data.datasets import build_datasets
 from trainer.model.anchors import anchor_fit
 from trainer.train.batches import epoch_batches
 from trainer.train.checkpoints import checkpoint_bytes, restore_checkpoint
+from trainer.train.device import to_device, uses_amp
 from trainer.train.evaluation import evaluate_model
 from trainer.train.reporting import (
     History,
@@ -64,17 +65,20 @@ ProgressFn = Callable[[dict], None]
 
 
 class Session:
-    """One process alone: rank 0 of 1 on the CPU, checkpoints as `checkpoints/last.pt` in the run's
-    storage (restored when `resume`). trainer.train.ray_run.RaySession is the Ray Train one."""
+    """One process alone: rank 0 of 1 on `device` (bf16 autocast on CUDA: trainer.train.device),
+    checkpoints as `checkpoints/last.pt` in the run's storage (restored when `resume`).
+    trainer.train.ray_run.RaySession is the Ray Train one."""
 
     rank = 0
     world_size = 1
-    device = torch.device("cpu")
-    amp = False  # bf16 autocast (GPU sessions)
     checkpoint_key = CHECKPOINT_KEY  # where result.json says checkpoints are
 
-    def __init__(self, writer: RunWriter | None = None, resume: bool = False):
+    def __init__(
+        self, writer: RunWriter | None = None, resume: bool = False, device: torch.device | None = None
+    ):
         self.writer, self.resume = writer, resume
+        self.device = device or torch.device("cpu")
+        self.amp = uses_amp(self.device)  # bf16 autocast of the forward pass
 
     def prepare_model(self, model: nn.Module) -> nn.Module | None:
         """The wrapper the step calls forward on, or None for the model itself."""
@@ -82,7 +86,7 @@ class Session:
 
     def prepare_loader(self, loader: Iterable) -> Iterable:
         """This rank's batches (the sampler already shards), on the session's device."""
-        return loader
+        return loader if self.device.type == "cpu" else to_device(loader, self.device)
 
     def restore(self) -> tuple[bytes, str] | None:
         """The latest checkpoint's bytes and where it is, or None to start from step 0."""

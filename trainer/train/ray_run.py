@@ -39,6 +39,7 @@ from trainer.contract.layout import CHECKPOINT_PREFIX, RAY_CHECKPOINT_FILE, RAY_
 from trainer.contract.spec import DEFAULT_RESOURCE_WAIT_S, Resources  # noqa: E402
 from trainer.contract.storage import StorageSettings, parse_uri  # noqa: E402
 from trainer.contract.writer import RunWriter  # noqa: E402
+from trainer.train.device import uses_amp  # noqa: E402
 from trainer.train.loop import Session, run_loop  # noqa: E402
 from trainer.train.ray_resources import ResourcesUnavailable, ResourceWait, check_capacity  # noqa: E402
 
@@ -56,7 +57,7 @@ class RaySession(Session):
         ctx = ray.train.get_context()
         self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
-        self.amp = self.device.type == "cuda"
+        self.amp = uses_amp(self.device)  # the same rule as a run in one process
 
     def prepare_model(self, model: nn.Module) -> nn.Module | None:
         wrapped = ray.train.torch.prepare_model(model)  # DistributedDataParallel when world_size > 1

@@ -10,6 +10,7 @@ import torch
 from tests.helpers import small_config
 from tests.trainer.train.runs import fresh, run_until
 from trainer.train.checkpoints import CHECKPOINT_VERSION, checkpoint_bytes, restore_checkpoint
+from trainer.train.state import build_optimizer, lr_factors
 
 
 def test_checkpoint_mid_warmup_restores_exactly(tmp_path):
@@ -115,3 +116,46 @@ def test_an_older_or_broken_checkpoint_is_a_clear_error_naming_it(tmp_path):
         restore_checkpoint(state, _saved(payload | {"version": 1}), "old.pt")
     with pytest.raises(ValueError, match="cut.pt: not a readable checkpoint"):
         restore_checkpoint(state, checkpoint_bytes(state)[:1000], "cut.pt")
+
+
+def _written_on_cuda(state, monkeypatch) -> bytes:
+    """The state's checkpoint as a GPU run writes it: every tensor's storage tagged cuda:0 (what
+    torch.save records for a tensor on a GPU), so loading it without map_location needs CUDA."""
+    with monkeypatch.context() as m:
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        data = checkpoint_bytes(state)
+    with pytest.raises(RuntimeError, match="CUDA"):  # what torch.load does with it by default here
+        torch.load(io.BytesIO(data), weights_only=True)
+    return data
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_checkpoint_written_on_a_gpu_restores_on_the_cpu(monkeypatch):
+    cfg = small_config()
+    first, data = fresh(cfg)
+    run_until(first, data, 3)
+    resumed, _ = fresh(small_config("device=cpu"))  # resumed with another device: the same run
+    restore_checkpoint(resumed, _written_on_cuda(first, monkeypatch), "ck.pt")
+    assert resumed.step == 3
+    for (name, a), b in zip(
+        first.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert b.device.type == "cpu" and torch.equal(a, b), name
+    for st in resumed.optimizer.state.values():
+        assert all(v.device.type == "cpu" for v in st.values() if isinstance(v, torch.Tensor))
+
+
+def test_the_optimizer_state_lands_on_the_device_of_its_parameters():
+    """Loaded onto the CPU, the moments follow the parameters to their device ('meta' stands for a
+    GPU here); the RNG states stay CPU tensors (torch.set_rng_state takes no other)."""
+    first, data = fresh(small_config())
+    run_until(first, data, 2)
+    elsewhere, _ = fresh(small_config())
+    elsewhere.model.to("meta")  # new parameter objects (CPU to meta is no in-place move): a new optimizer
+    elsewhere.optimizer = build_optimizer(elsewhere.model, elsewhere.cfg)
+    factors = lr_factors(elsewhere.cfg, elsewhere.total_steps, elsewhere.optimizer.param_groups)
+    elsewhere.scheduler = torch.optim.lr_scheduler.LambdaLR(elsewhere.optimizer, factors)
+    restore_checkpoint(elsewhere, checkpoint_bytes(first), "ck.pt")
+    moments = [v for st in elsewhere.optimizer.state.values() for k, v in st.items() if k != "step"]
+    assert moments and all(v.device.type == "meta" for v in moments)
+    assert elsewhere.step == 2 and elsewhere.init_anchors.device.type == "cpu"
