@@ -46,6 +46,11 @@ def check_job_spec(
 ) -> JobSpec:
     """The spec as the job will run it (`data.allowed_root` set), or ValueError naming the field if
     the service must not run `spec`. `dataset_roots`: the caller's own roots (from its token), if any."""
+    if spec.device != "auto":
+        raise ValueError(
+            f"device: {spec.device!r} has no effect on a job: its Ray workers train on the GPUs "
+            "resources.gpus_per_worker gives them (leave device as auto)"
+        )
     spec = admit_dataset(spec, settings, dataset_roots)
     spec = admit_pretrained(spec, settings, dataset_roots)
     check_capacity(spec, settings)

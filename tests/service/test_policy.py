@@ -283,3 +283,17 @@ def test_pretrained_weights_need_a_root_and_a_given_root_is_checked(roots, tmp_p
     orphan = JobSpec.model_validate({"model": {"pretrained_allowed_root": str(tmp / "data")}})
     with pytest.raises(ValueError, match="^model.pretrained_allowed_root: set without model.pretrained"):
         check_job_spec(orphan, settings)
+
+
+def test_a_job_naming_a_device_is_refused_naming_the_field(roots):
+    """Jobs train on Ray workers, which use the GPUs of resources.gpus_per_worker: a `device` there
+    would silently do nothing, so anything but auto is a 422 naming it."""
+    from service.policy import check_job_spec
+    from trainer.contract.spec import JobSpec
+
+    _, settings = roots
+    assert check_job_spec(JobSpec.model_validate({"device": "auto"}), settings).device == "auto"
+    with pytest.raises(
+        ValueError, match=r"^device: 'cuda' has no effect on a job.*resources\.gpus_per_worker"
+    ):
+        check_job_spec(JobSpec.model_validate({"device": "cuda"}), settings)
