@@ -8,6 +8,9 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install demo test lint tools bench clean
 
+# `make` alone installs (.venv, torch, the project and its extras).
+.DEFAULT_GOAL := install
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 

@@ -112,8 +112,12 @@ def estimate_memory(spec: JobSpec) -> MemoryEstimate:
     classes = spec.data.synthetic.num_classes if synthetic else REAL_CLASSES
     scale = max(0.6, width) if backbone == "tiny" else 1.0  # tiny's channels grow with width, at least 8
     head = HEAD_COPIES * spec.anchors.num * (5 + classes) * 4 / BACKBONE_STRIDES[backbone] ** 2
-    train = batch * px * (TRAIN_BYTES_PER_PX[backbone] * scale + INPUT_BYTES_PER_PX + head)
     shape = ("optim.batch_size", "model.image_size", "model.backbone", "model.width")
+    train_px = px
+    if spec.model.multiscale.enabled:  # training steps run at up to the range's largest side
+        train_px = max(px, spec.multiscale_range[1] ** 2)
+        shape = (*shape, "model.multiscale.max_size")
+    train = batch * train_px * (TRAIN_BYTES_PER_PX[backbone] * scale + INPUT_BYTES_PER_PX + head)
     parts = [
         Part("process", WORKER_PROCESS, ()),
         Part("model", MODEL_COPIES * 4 * model_parameters(spec, classes), ("model.backbone", "model.width")),
@@ -194,6 +198,12 @@ def check_limits(spec: JobSpec, limits: JobLimits) -> None:
     r = spec.resources
     bounds = [
         ("model.image_size", spec.model.image_size, limits.max_image_size, "max_image_size"),
+        (
+            "model.multiscale.max_size",
+            spec.multiscale_range[1] if spec.model.multiscale.enabled else 0,
+            limits.max_image_size,
+            "max_image_size",
+        ),
         ("optim.epochs", spec.optim.epochs, limits.max_epochs, "max_epochs"),
         ("optim.batch_size", spec.optim.batch_size, limits.max_batch_size, "max_batch_size"),
         ("resources.workers", r.workers, limits.max_workers, "max_workers"),

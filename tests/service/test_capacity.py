@@ -89,6 +89,8 @@ def test_a_job_that_fits_is_accepted(api):
         ({"resources": {"gpus_per_worker": 9}}, {}, "resources.gpus_per_worker: 9 is over"),
         ({"resources": {"workers": 4, "gpus_per_worker": 8}}, {},
          "resources.gpus_per_worker: 4 worker(s) x 8 GPUs is over this service's limit of 16 GPUs per job"),
+        ({"model": {"image_size": 960, "multiscale": {"enabled": True}}}, {},
+         "model.multiscale.max_size: 1056 is over this service's limit of 1024 (limits.max_image_size)"),
     ],
 )  # fmt: skip
 def test_operator_limits_apply_on_a_cluster_too(sections, limits, needle):
@@ -133,6 +135,9 @@ def test_the_estimate_grows_with_what_a_spec_asks():
     assert estimate_memory(spec(optim={"batch_size": 64})).per_worker > base
     assert estimate_memory(spec(model={"backbone": "darknet19"})).per_worker > base + 1.5 * GiB  # 51 M params
     assert estimate_memory(spec(data={"synthetic": {"num_train": 4000}})).per_worker > base
+    multiscale = estimate_memory(spec(model={"multiscale": {"enabled": True}}))  # training at up to 224 px
+    activations = {part.name: part for part in multiscale.parts}["activations"]
+    assert multiscale.per_worker > base and "model.multiscale.max_size" in activations.fields
     real = spec(data={"source": "/data/coco", "workers": 8})
     assert estimate_memory(real).per_worker > estimate_memory(real.model_copy(
         update={"data": real.data.model_copy(update={"workers": 0})})).per_worker  # fmt: skip
