@@ -13,7 +13,8 @@ Runs go `--jobs` at a time, one torch thread each (on 2 cores, two one-thread ru
 together than one two-thread run). Prints each run as it ends, then mean +- sd per variant, then
 one line with AP50 means over the seeds, the largest sd of any variant's AP50, and kmeans_opt's AP:
 
-real_data: kmeans_frozen=AP50 kmeans_opt=AP50 identical_frozen=AP50 identical_opt=AP50 sd=MAX_SD ap_kmeans_opt=AP
+real_data: kmeans_frozen=AP50 kmeans_opt=AP50 identical_frozen=AP50 identical_opt=AP50 sd=MAX_SD \
+    ap_kmeans_opt=AP   (one line)
 
 Usage: python bench/real_data.py [--seeds 3] [--jobs 2] [--config configs/bccd.yaml] [--set K=V ...]
 (about an hour on 2 cores; skips with a message when ../shared/data/bccd is absent).
@@ -79,11 +80,10 @@ def main() -> None:
             card = future.result()
             cards[name].append(card)
             elapsed = time.perf_counter() - started
-            print(
-                f"[{done}/{len(jobs)} {elapsed / 60:5.1f} min] {name:16s} seed {seed}  AP50 {card['ap50']:.3f}  "
-                f"AP {card['ap']:.3f}  train {card['seconds'] / 60:.1f} min  anchors {json.dumps(card['anchors'])}",
-                flush=True,
-            )
+            scores = f"AP50 {card['ap50']:.3f}  AP {card['ap']:.3f}  train {card['seconds'] / 60:.1f} min"
+            where = f"[{done}/{len(jobs)} {elapsed / 60:5.1f} min]"
+            anchors = json.dumps(card["anchors"])
+            print(f"{where} {name:16s} seed {seed}  {scores}  anchors {anchors}", flush=True)
     means, sds, ap = {}, [], {}
     for name in names:
         m, sd = mean_sd([c["ap50"] for c in cards[name]])

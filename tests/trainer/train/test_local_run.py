@@ -145,7 +145,8 @@ def test_a_warm_start_from_a_finished_runs_weights_loads_them_and_says_so(short_
     """model.pretrained: a finished run's weights.pt; the head is skipped for another anchor count."""
     cfg, out, _, _ = short_run
     weights = out / "artifacts" / "weights.pt"
-    base = ["data.synthetic.num_train=64", "data.synthetic.num_val=8", "optim.batch_size=16", "optim.epochs=1"]
+    base = ["data.synthetic.num_train=64", "data.synthetic.num_val=8", "optim.batch_size=16"]
+    base += ["optim.epochs=1"]
     base += [f"model.pretrained={weights}", "optim.freeze_pretrained_epochs=1", "eval.every_epochs=0"]
     events: list[dict] = []
     result = train(load_config(None, base), tmp_path / "same", progress=events.append)
