@@ -11,12 +11,17 @@ STAMP  := $(VENV)/.installed-stamp
 # `make` alone installs (.venv, torch, the project and its extras).
 .DEFAULT_GOAL := install
 
+# Where torch comes from. Empty: the default index, which on these machines holds the CPU wheel;
+# elsewhere PyPI's Linux wheel is the CUDA build (gigabytes of CUDA packages). On a CPU machine
+# give PyTorch's CPU index: make TORCH_INDEX=https://download.pytorch.org/whl/cpu test
+TORCH_INDEX ?=
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e '.[train,service,dev]'
 	touch $(STAMP)
 

@@ -22,19 +22,32 @@ import sys
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from trainer.commands import cmd_config, cmd_fit, cmd_run_job, cmd_train, console
+from trainer.commands import builtin_configs, cmd_config, cmd_fit, cmd_run_job, cmd_train, console
 from trainer.contract.storage import StorageError
 
 COMMAND_GROUPS = "anchor_opt.commands"  # entry points that add subcommands
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("anchor-opt")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anchor-opt", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a detector and learn its anchors, locally")
-    p.add_argument("config", help="YAML config file, or the name of a built-in one (demo, default)")
+    builtins = ", ".join(builtin_configs())
+    p.add_argument(
+        "config", help=f"YAML config file (configs/ has the paper's), or a built-in one: {builtins}"
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set anchors.init=identical (repeatable)")  # fmt: skip
     p.add_argument("--out", help="output folder or s3://bucket/prefix (default: runs/<config name>)")

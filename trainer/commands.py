@@ -19,6 +19,11 @@ BUILTIN_CONFIGS = Path(__file__).parent / "configs"
 console = Console(stderr=True)
 
 
+def builtin_configs() -> list[str]:
+    """The names of the built-in configs (trainer/configs/*.yaml)."""
+    return sorted(p.stem for p in BUILTIN_CONFIGS.glob("*.yaml"))
+
+
 def _resolve_config(name: str) -> Path:
     """A path, or the name of a built-in config (`demo` -> trainer/configs/demo.yaml)."""
     path = Path(name)
@@ -27,7 +32,7 @@ def _resolve_config(name: str) -> Path:
     builtin = BUILTIN_CONFIGS / f"{path.stem}.yaml"
     if path.parent == Path(".") and builtin.exists():
         return builtin
-    known = ", ".join(sorted(p.stem for p in BUILTIN_CONFIGS.glob("*.yaml")))
+    known = ", ".join(builtin_configs())
     raise ValueError(f"config file not found: {name} (built-in configs: {known})")
 
 

@@ -284,3 +284,10 @@ def test_run_job_names_an_unknown_job_and_store(tmp_path):
     assert "no-such-job" in proc.stderr and str(tmp_path) in proc.stderr and "Traceback" not in proc.stderr
     bad = run("run-job", "Bad/Id", "--store", str(tmp_path))
     assert bad.returncode == 2 and "job id" in bad.stderr
+
+
+def test_version_and_the_built_in_configs_train_offers_exist():
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.strip().startswith("anchor-opt 0.")
+    help_text = " ".join(run("train", "--help").stdout.split())
+    assert "a built-in one: demo" in help_text and "default" not in help_text.split("built-in one:")[1][:20]
