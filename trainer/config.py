@@ -14,10 +14,10 @@ the reason for its default: one page a user reads to know what a run can be told
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from trainer.safe_yaml import parse_yaml, read_yaml_mapping
 
@@ -42,11 +42,38 @@ SEED = {"ge": 0, "lt": 2**32}
 Side = Annotated[float, Field(gt=0, le=MAX_PIXELS)]  # an anchor's width or height in pixels
 
 
+def _numeric(annotation: Any) -> bool:
+    """Whether a field's type takes numbers and not booleans (int, float, their lists, optionals)."""
+    if annotation in (int, float):
+        return True
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return bool(args) and bool not in args and any(_numeric(a) for a in args)
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, list | tuple) and any(_holds_bool(v) for v in value)
+
+
 class _Section(BaseModel):
     # Unknown keys are errors, so a typo in a YAML file or a --set is never silently ignored.
     # inf and nan are refused everywhere: YAML's .inf and JSON's Infinity would pass `lr > 0`, and
     # a stored spec would not read back (JSON has no inf: it is written as null).
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic would take true as 1 (`--set optim.epochs=true`, `{"epochs": true}`); a boolean
+        # where a number goes is a mistake. A float with a fraction for an integer is refused by
+        # pydantic itself ("got a number with a fractional part").
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _numeric(field.annotation) and _holds_bool(value):
+            if isinstance(value, bool):
+                raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+            raise ValueError(f"expected numbers, found a boolean in {value!r}")
+        return value
 
 
 class ShapeComponent(_Section):

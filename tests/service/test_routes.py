@@ -105,6 +105,8 @@ def test_idempotency_key(a, b):
         ({"optim": {"epochs": 1, "colour": 3}}, 422, "optim.colour"),  # unknown field
         ({"optim": {"batch_size": "many"}}, 422, "optim.batch_size"),  # wrong type
         ({"optim": {"batch_size": -1}}, 422, "optim.batch_size"),  # negative count
+        ({"optim": {"epochs": True}}, 422, "optim.epochs"),  # a boolean is no number (pydantic: 1)
+        ({"optim": {"epochs": 2.5}}, 422, "optim.epochs"),  # a fraction is no count
         ({"anchors": {"num": 0}}, 422, "anchors.num"),
         ({"model": {"image_size": 100000}}, 422, "model.image_size"),  # absurd size
         ({"resources": {"workers": 10000}}, 422, "resources.workers"),

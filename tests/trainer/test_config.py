@@ -139,3 +139,20 @@ def test_a_run_at_the_largest_seed_trains(tmp_path):
     cfg = small_config(f"seed={top}", f"anchors.seed={top}", "optim.epochs=1", "eval.every_epochs=0")
     result = train(cfg, str(tmp_path / "run"))
     assert result["steps"] == 8
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "message"),
+    [
+        ("optim.epochs=true", "optim.epochs", "expected a number, got the boolean true"),
+        ("optim.lr=false", "optim.lr", "expected a number, got the boolean false"),
+        ("seed=true", "seed", "got the boolean true"),
+        ("optim.lr_step_epochs=[5, true]", "optim.lr_step_epochs", "expected numbers, found a boolean"),
+        ("optim.epochs=2.5", "optim.epochs", "fractional part"),
+    ],
+)
+def test_booleans_and_fractions_are_no_numbers(override, field, message):
+    """Where pydantic would coerce (true -> 1) a surprising value, it is refused naming the field."""
+    with pytest.raises(ValueError, match=rf"\n{field.replace('.', '[.]')}\n.*{message}"):
+        load_config(None, [override])
+    assert load_config(None, ["optim.epochs=3.0", "anchors.learn=false"]).optim.epochs == 3  # whole: fine

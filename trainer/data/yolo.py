@@ -14,7 +14,8 @@ a folder name under <base>/images/. Folders are searched recursively and images 
 
 A label file is the image path with its last `images` folder replaced by `labels` and the suffix by
 .txt (the YOLOv5 rule; beside the image when the path has no `images` folder). An image without a
-label file, or with an empty one, has zero boxes; label files without an image are ignored.
+label file, or with an empty one, has zero boxes; a label file in the labels folder of a split's
+images folder without its image is a bad image (the image went missing).
 
 Rules:
 - YOLO carries no image sizes, so every image header is read (check_images does not apply); a
@@ -109,8 +110,10 @@ def listed_images(txt: Path, files: DataRoot) -> list[Path]:
     return [txt.parent / ln if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln]
 
 
-def split_images(yaml_path: Path, data: dict, base: Path, split: str, files: DataRoot) -> list[Path]:
-    """The image files of `split` (rules in the module docstring)."""
+def split_images(
+    yaml_path: Path, data: dict, base: Path, split: str, files: DataRoot
+) -> tuple[list[Path], list[Path]]:
+    """(the image files of `split`, the folders read whole for them; rules in the module docstring)."""
     if split in data and split not in NON_SPLIT_KEYS:
         value = data[split]
         entries = value if isinstance(value, list) else [value]
@@ -120,20 +123,22 @@ def split_images(yaml_path: Path, data: dict, base: Path, split: str, files: Dat
                 f"list of images, got {value!r}"
             )
         out: list[Path] = []
+        folders: list[Path] = []
         for entry in entries:
             p = Path(entry) if Path(entry).is_absolute() else base / entry
             files.check(p, where=f"{yaml_path}: split {split!r}")
             if files.is_dir(p):
                 out += images_in(p, files)
+                folders.append(p)
             elif files.is_file(p) and p.suffix.lower() == ".txt":
                 out += listed_images(p, files)
             else:
                 raise DataError(
                     f"{yaml_path}: split {split!r}: {p} is neither an images folder nor a .txt list"
                 )
-        return out
+        return out, folders
     if files.is_dir(base / "images" / split):
-        return images_in(base / "images" / split, files)
+        return images_in(base / "images" / split, files), [base / "images" / split]
     keys = [k for k in data if k not in NON_SPLIT_KEYS]
     folders = sorted(p.name for p in files.glob(base / "images", "*") if p.is_dir())
     raise DataError(
@@ -150,6 +155,19 @@ def label_path(image: Path) -> Path:
             parts[i] = "labels"
             break
     return Path(*parts).with_suffix(".txt")
+
+
+def orphan_labels(images: list[Path], folders: list[Path], files: DataRoot) -> list[Path]:
+    """Label files under the labels folder of an images folder read whole that no image there has:
+    each is an image that went missing (a bad image, named), never silently fewer boxes. (A split
+    listed in a .txt names its images: label files of others are not its business.)"""
+    expected = {label_path(image) for image in images}
+    found = []
+    for folder in folders:
+        labels = label_path(folder / "x").parent
+        if labels != folder and files.is_dir(labels):
+            found += [p for p in files.glob(labels, "**/*.txt") if p not in expected]
+    return found
 
 
 def parse_class(text: str) -> int | None:
@@ -240,7 +258,12 @@ def read(
         raise DataError(f"{yaml_path}: its 'path' {base_value!r} is not a folder ({base})")
 
     records = []
-    for image in split_images(yaml_path, data, base, split, files):
+    images, folders = split_images(yaml_path, data, base, split, files)
+    for label in orphan_labels(images, folders, files):
+        policy.bad_image(
+            str(label), f"label file without its image (no {label.stem}.* beside the split's images)"
+        )
+    for image in images:
         try:
             w, h = files.image_size(image)
         except FileNotFoundError:

@@ -41,7 +41,6 @@ def clean(tmp_path: Path) -> Path:
     (tmp_path / "images" / "train" / "notes.txt").write_text("not an image")
     write_label(tmp_path, "train", "a", "0 0.5 0.5 0.2 0.25\n\n1 0.1 0.1 0.2 0.2\n")
     write_label(tmp_path, "train", "b", "")
-    write_label(tmp_path, "train", "orphan", "0 0.5 0.5 0.1 0.1\n")  # no image: ignored
     return tmp_path
 
 
@@ -215,3 +214,12 @@ def test_given_classes_name_the_ids_and_must_count_as_many_as_the_yaml(clean: Pa
     assert data.class_names == ["kitten", "puppy"] and data.records[0].classes.tolist() == [0, 1]
     with pytest.raises(DataError, match=r"data\.classes has 3 names but .*data\.yaml has 2"):
         yolo.read(clean, "train", BadDataPolicy(), False, classes=["a", "b", "c"])
+
+
+def test_a_label_file_without_its_image_is_a_bad_image_named_and_counted(clean: Path):
+    """The image went missing: an error naming the label file, or with skip_bad a skipped image."""
+    write_label(clean, "train", "orphan", "0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(DataError, match=r"labels/train/orphan\.txt: label file without its image"):
+        read(clean)
+    data, report = read(clean, skip_bad=True)
+    assert len(data) == 3 and report.skipped_images == 1
