@@ -68,6 +68,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     with _client(args) as api:
         job = api.submit(data, idempotency_key=args.idempotency_key)
         console.print(f"job [bold]{job['id']}[/bold] {job['state']}  ({api.url}{job['links']['self']})")
+        for warning in job.get("warnings") or ():
+            console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
         sys.stdout.write(job["id"] + "\n")  # stdout: the id alone, for scripts
         if not args.wait:
             return 0

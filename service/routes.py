@@ -15,7 +15,17 @@ from service import views
 from service.deps import CallerDep, Context, ContextDep, JobDep, not_found
 from service.policy import check_job_spec
 from service.records import JobEntry
-from service.schemas import AnchorHistory, JobList, JobPublic, JobSummary, Logs, MetricsHistory, ResultPublic
+from service.schemas import (
+    AnchorHistory,
+    JobAccepted,
+    JobList,
+    JobPublic,
+    JobSummary,
+    Logs,
+    MetricsHistory,
+    ResultPublic,
+)
+from trainer.config import schedule_warnings
 from trainer.contract.layout import BOXES_KEY, DATASET_KEY
 from trainer.contract.spec import JobSpec, JobState
 from trainer.contract.storage import NotFound
@@ -30,16 +40,17 @@ CONTENT_TYPES = {
 }  # everything else (weights.pt, boxes.npy) is application/octet-stream
 
 
-@router.post("", status_code=201, response_model=JobSummary)
+@router.post("", status_code=201, response_model=JobAccepted)
 def submit_job(
     spec: JobSpec,
     response: Response,
     ctx: ContextDep,
     caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-) -> JobSummary:
+) -> JobAccepted:
     """Records a job (QUEUED) and queues it for Ray. With an `Idempotency-Key`, sending the same
-    key and body again returns the same job; the same key with another body is a 409."""
+    key and body again returns the same job; the same key with another body is a 409. `warnings`
+    says what in the spec will likely surprise (a warm-up as long as the run)."""
     roots = list(caller.dataset_roots) if caller.dataset_roots is not None else None
     try:
         spec = check_job_spec(spec, ctx.settings, roots)  # as it will run: data.allowed_root set
@@ -62,10 +73,12 @@ def submit_job(
     ctx.scheduler.kick()
     response.headers["Location"] = f"/jobs/{record.id}"
     try:
-        return views.summary(JobEntry.of(record), ctx.store.status(record.id))
+        summary = views.summary(JobEntry.of(record), ctx.store.status(record.id))
     except UnknownJob:  # deleted at once by someone else
         ctx.records.forget(record.id)
         raise not_found(record.id) from None
+    warnings = schedule_warnings(spec, workers=spec.resources.workers)
+    return JobAccepted(**summary.model_dump(), warnings=warnings)
 
 
 def _within_tenant_limits(ctx: Context, tenant: str, spec: JobSpec, replay_of: str | None) -> None:

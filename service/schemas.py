@@ -52,6 +52,13 @@ class JobSummary(BaseModel):
     links: Links
 
 
+class JobAccepted(JobSummary):
+    """`POST /jobs`: the job's summary, and what in its spec will likely surprise (e.g. a warm-up as
+    long as the whole run; trainer.config.schedule_warnings). The job is accepted either way."""
+
+    warnings: list[str] = Field(default_factory=list)
+
+
 class JobPublic(JobSummary):
     """`GET /jobs/{id}`: spec, state, progress, latest anchors and metrics, error, times, artifacts."""
 

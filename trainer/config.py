@@ -380,6 +380,33 @@ class TrainConfig(_Section):
         return low, high
 
 
+def schedule_warnings(cfg: TrainConfig, num_train: int | None = None, workers: int = 1) -> list[str]:
+    """What in the schedule will surprise: a warm-up (tricks or lr ramp) as long as the whole run.
+
+    `num_train`: the training images (known for the synthetic set; for real data once it is read).
+    Returns nothing when the step count cannot be known yet."""
+    if num_train is None:
+        if not cfg.data.is_synthetic:
+            return []
+        num_train = cfg.data.synthetic.num_train
+    batch = cfg.optim.batch_size * workers
+    total = num_train // batch * cfg.optim.epochs
+    run = f"the run has {total} steps ({num_train} images // {batch} a step x {cfg.optim.epochs} epochs)"
+    out = []
+    if cfg.tricks.warmup_steps >= total and (cfg.tricks.soft_assign.enabled or cfg.tricks.clustering.enabled):
+        hint = max(1, round(total * 0.4))
+        out.append(
+            f"tricks.warmup_steps={cfg.tricks.warmup_steps} is not shorter than the run: {run}, so it ends "
+            f"in warm-up and never trains with the hard assignment; try tricks.warmup_steps={hint} (40 %)"
+        )
+    if cfg.optim.lr_warmup_steps >= total:
+        out.append(
+            f"optim.lr_warmup_steps={cfg.optim.lr_warmup_steps} is not shorter than the run: {run}, so "
+            "the learning rate never reaches optim.lr"
+        )
+    return out
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """`a.b.c=value` -> (["a", "b", "c"], value parsed as YAML, so 3, 0.1, true, [1, 2] work)."""
     key, sep, raw = item.partition("=")

@@ -73,6 +73,17 @@ def test_submit_returns_the_job_with_its_links(a):
     assert full["latest_anchors"] is None and full["artifacts"] == {}
 
 
+def test_a_warm_up_as_long_as_the_run_is_accepted_with_a_warning(a):
+    """The README's old example: 2000 images / 32 x 4 epochs = 248 steps, with a 300-step warm-up."""
+    body = {"tricks": {"warmup_steps": 300}, "optim": {"epochs": 4, "batch_size": 32}}
+    r = a.post("/jobs", json=body)
+    assert r.status_code == 201, r.text
+    (warning,) = r.json()["warnings"]
+    assert warning.startswith("tricks.warmup_steps=300 is not shorter than the run: the run has 248 steps")
+    assert "try tricks.warmup_steps=99" in warning
+    assert a.post("/jobs", json={**body, "tricks": {"warmup_steps": 100}}).json()["warnings"] == []
+
+
 def test_tokens_are_required_and_tenants_see_only_their_jobs(api, a, b):
     base = api[0]
     _problem(client(base).get("/jobs"), 401, "missing")

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainer.config import TrainConfig, apply_overrides, load_config
+from trainer.config import TrainConfig, apply_overrides, load_config, schedule_warnings
 
 CONFIGS = Path(__file__).parents[2] / "trainer" / "configs"
 
@@ -156,3 +156,17 @@ def test_booleans_and_fractions_are_no_numbers(override, field, message):
     with pytest.raises(ValueError, match=rf"\n{field.replace('.', '[.]')}\n.*{message}"):
         load_config(None, [override])
     assert load_config(None, ["optim.epochs=3.0", "anchors.learn=false"]).optim.epochs == 3  # whole: fine
+
+
+def test_schedule_warnings_say_when_a_warm_up_outlasts_the_run():
+    cfg = load_config(None, ["optim.epochs=4", "optim.batch_size=32"])  # 2000 // 32 x 4 = 248 steps
+    (tricks,) = schedule_warnings(cfg)
+    assert "tricks.warmup_steps=300" in tricks and "248 steps (2000 images // 32 a step x 4 epochs)" in tricks
+    assert schedule_warnings(cfg, num_train=4000) == []  # 496 steps
+    assert len(schedule_warnings(cfg, workers=4)) == 1  # 60 steps of 4 x 32
+    assert (
+        "optim.lr_warmup_steps=50 is not shorter than the run: the run has 40 steps"
+        in schedule_warnings(cfg, 320)[1]
+    )
+    real = load_config(None, ["data.source=/data/voc", "optim.epochs=1"])
+    assert schedule_warnings(real) == []  # unknown until the set is read (the run logs it then)

@@ -47,6 +47,10 @@ class Bar:
         elif kind == "start":
             for line in event.get("pretrained") or ():
                 self.progress.console.print(line, markup=False, highlight=False)
+            for warning in event.get("warnings") or ():
+                self.progress.console.print(
+                    f"warning: {warning}", style="yellow", markup=False, highlight=False
+                )
             for split, summary in event["dataset"].items():
                 print_dataset_summary(
                     self.progress.console, summary | {"name": f"{split}: {summary['name']}"}

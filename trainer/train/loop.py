@@ -25,7 +25,7 @@ import yaml
 from torch import Tensor, nn
 
 from trainer.artifacts.exports import weights_bytes, write_anchor_artifacts
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, schedule_warnings
 from trainer.contract.layout import (
     BOXES_KEY,
     CHECKPOINT_KEY,
@@ -163,6 +163,8 @@ def run_loop(
         )
         history = History(writer)
     pretrained = state.pretrained.lines() if state.pretrained is not None else None
+    for warning in schedule_warnings(cfg, len(train_set), session.world_size) if lead else []:
+        log.warning("%s", warning)  # on the console of `anchor-opt train`, in a job's log
     emit({"kind": "start", "step": state.step, "total": state.total_steps,
           "init": state.init_anchors.tolist(), "dataset": summary, "pretrained": pretrained})  # fmt: skip
 

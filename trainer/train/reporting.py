@@ -129,7 +129,8 @@ class History:
         )
         writer.write_bytes(ANCHORS_PLOT_KEY, picture)
         writer.write_bytes(
-            LOSSES_PLOT_KEY, plot_losses(self.curve, warmup_steps=state.cfg.tricks.warmup_steps)
+            LOSSES_PLOT_KEY,
+            plot_losses(self.curve, warmup_steps=_warmup_end(state)),
         )
 
 
@@ -222,3 +223,11 @@ def _matched_or_none(anchors: Tensor, true_shapes: Tensor) -> float | None:
     if anchors.shape != true_shapes.shape or len(anchors) > 8:
         return None
     return round(matched_log_error(anchors, true_shapes), 4)
+
+
+def _warmup_end(state: TrainState) -> int | None:
+    """Where the loss picture marks the end of the warm-up tricks: nowhere when they are off, or
+    when the warm-up does not end within the run (it would stand past the last step)."""
+    tricks = state.cfg.tricks
+    on = tricks.soft_assign.enabled or tricks.clustering.enabled
+    return tricks.warmup_steps if on and 0 < tricks.warmup_steps < state.total_steps else None
