@@ -131,9 +131,16 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     from service.auth import hash_token, new_token
+    from service.settings import TokenEntry
 
     token = new_token()
     entry = {"tenant": args.tenant, "sha256": hash_token(token)} | ({"name": args.name} if args.name else {})
+    try:  # the entry the service will read: refuse here what it would refuse at start
+        TokenEntry.model_validate(entry)
+    except ValueError as exc:
+        fields = "; ".join(f"--{e['loc'][0]} {e['input']!r}: {e['msg']}" for e in exc.errors())
+        console.print(f"[red]error:[/red] {escape(fields)}", soft_wrap=True)
+        return 2
     console.print("give the client the token (ANCHOR_OPT_API_TOKEN); configure the service with the entry:")
     sys.stdout.write(f"token: {token}\nentry: {json.dumps(entry)}\n")
     return 0

@@ -54,6 +54,9 @@ class ApiClient:
                 detail = response.json().get("detail") or response.text
             except ValueError:
                 detail = response.text
+            if response.status_code == 401:  # the service's advice is for raw HTTP; this is the CLI's
+                how = "give the CLI a token with --token or ANCHOR_OPT_API_TOKEN (anchor-opt token makes one)"
+                detail = f"{detail}; {how}"
             raise ApiError(f"{method} {path}: {response.status_code} {detail}", response.status_code)
         return response
 

@@ -98,7 +98,8 @@ def test_api_errors_are_one_clear_line(api, capsys):
     code, _, err = run(capsys, api, "status", "no-such-job")
     assert code == 2 and "404" in err and "no-such-job" in err
     code = main(["jobs", "--url", api[0], "--token", "wrong"])
-    assert code == 2 and "invalid token" in capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "invalid token" in err and "--token or ANCHOR_OPT_API_TOKEN" in err  # the CLI's way
     code = main(["jobs", "--url", f"http://127.0.0.1:{free_port()}"])
     assert code == 2 and "no anchor-opt service answered" in capsys.readouterr().err
 
@@ -109,3 +110,9 @@ def test_token_prints_a_token_and_its_entry(capsys):
     entry = json.loads(lines["entry"])
     assert entry == {"tenant": "vision", "sha256": hash_token(lines["token"]), "name": "ci"}
     TokenEntry.model_validate(entry)
+
+
+def test_a_tenant_the_service_would_refuse_gets_no_token(capsys):
+    assert main(["token", "--tenant", "bad tenant!"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "--tenant 'bad tenant!': String should match pattern" in " ".join(err.split())
