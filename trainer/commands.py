@@ -39,15 +39,19 @@ def _resolve_config(name: str) -> Path:
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fits anchors to a dataset's box shapes, without training; prints, plots and writes them."""
     from trainer.contract.storage import StorageSettings
+    from trainer.data.records import SKIP_HINT, DataError
     from trainer.fit.dataset import fit_dataset
 
     with Progress(*COLUMNS, console=console, transient=True) as progress:
-        fitted = fit_dataset(
-            args.dataset, num=args.anchors, method=args.method, init=args.init, compare=args.compare,
-            image_size=args.image_size, stride=args.stride, seed=args.seed, fmt=args.format,
-            split=args.split, skip_bad=args.skip_bad, temperature=args.temperature, dist=args.dist,
-            progress=FetchBar(progress), storage=StorageSettings(),
-        )  # fmt: skip
+        try:
+            fitted = fit_dataset(
+                args.dataset, num=args.anchors, method=args.method, init=args.init, compare=args.compare,
+                image_size=args.image_size, stride=args.stride, seed=args.seed, fmt=args.format,
+                split=args.split, skip_bad=args.skip_bad, temperature=args.temperature, dist=args.dist,
+                progress=FetchBar(progress), storage=StorageSettings(),
+            )  # fmt: skip
+        except DataError as exc:  # this command's flag, not the config key
+            raise DataError(str(exc).replace(SKIP_HINT, "give --skip-bad")) from None
     plot = Path(args.plot or (Path(args.out).with_suffix(".png") if args.out else "anchors_fit.png"))
     plot.parent.mkdir(parents=True, exist_ok=True)
     plot.write_bytes(fitted.picture(args.name))

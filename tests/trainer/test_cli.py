@@ -153,6 +153,11 @@ def test_fit_bad_datasets_exit_2_naming_the_problem(tmp_path):
     proc = run("fit", str(tiny), "--image-size", "416", cwd=tmp_path)
     assert proc.returncode == 2 and "all 2 boxes are under 2 px" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text(tiny.read_text().replace('"bbox": [0, 0, 2, 2]', '"bbox": [0, 0, "two", 2]'))
+    proc = run("fit", str(broken), cwd=tmp_path)
+    err = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "bbox must be 4 numbers" in err and "(give --skip-bad to skip" in err, err
 
 
 def test_fit_on_voc07_learned_beats_kmeans_and_yolov2(shared_data, tmp_path):

@@ -35,6 +35,11 @@ MAX_LISTED_PROBLEMS = 20
 CLIP_TOLERANCE_PX = 1e-3
 
 
+# How a bad line's error says to skip such lines: the config's key (train, jobs); `anchor-opt fit`,
+# whose flag is --skip-bad, says that instead (trainer.commands).
+SKIP_HINT = "set data.skip_bad"
+
+
 @dataclass
 class ImageRecord:
     """One image and its boxes. Arrays have one row per box (possibly zero rows)."""
@@ -126,7 +131,7 @@ class BadDataPolicy:
         """
         text = f"{where}: {message}"
         if not self.skip_bad:
-            raise DataError(text + " (set data.skip_bad to skip such lines and count them)")
+            raise DataError(f"{text} ({SKIP_HINT} to skip such lines and count them)")
         self.report.skipped_lines += 1
         self.report.note(text)
 
@@ -134,7 +139,7 @@ class BadDataPolicy:
         """A missing or unreadable image: raise, or count it; the caller skips the whole image."""
         text = f"{where}: {message}"
         if not self.skip_bad:
-            raise DataError(text + " (set data.skip_bad to skip such images and count them)")
+            raise DataError(f"{text} ({SKIP_HINT} to skip such images and count them)")
         self.report.skipped_images += 1
         self.report.note(text)
 
