@@ -116,15 +116,19 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    table = Table(title="jobs, newest first")
-    for column in ("id", "name", "state", "step", "submitted"):
-        table.add_column(column)
     with _client(args) as api:
-        for job in api.jobs(args.state):
-            p = job["progress"]
-            step = f"{p['step']}/{p['total_steps']}" if p["total_steps"] else ""
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["submitted_at"]))
-            table.add_row(job["id"], job.get("name") or "", job["state"], step, when)
+        jobs = list(api.jobs(args.state))
+    table = Table(title="jobs, newest first")
+    # Ids whole, however narrow the terminal (a cut id cannot be copied); names give way first.
+    table.add_column("id", no_wrap=True, min_width=max((len(j["id"]) for j in jobs), default=2))
+    table.add_column("name", overflow="ellipsis", no_wrap=True)
+    for column in ("state", "step", "submitted"):
+        table.add_column(column, no_wrap=True)
+    for job in jobs:
+        p = job["progress"]
+        step = f"{p['step']}/{p['total_steps']}" if p["total_steps"] else ""
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["submitted_at"]))
+        table.add_row(job["id"], job.get("name") or "", job["state"], step, when)
     out.print(table)
     return 0
 

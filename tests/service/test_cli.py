@@ -3,11 +3,14 @@ either stay QUEUED or were trained in this process into the store)."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 import yaml
+from rich.console import Console
 
+from service import cli
 from service.app import create_app
 from service.auth import hash_token
 from service.settings import ServiceSettings, TokenEntry
@@ -41,7 +44,7 @@ def run(capsys, api, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_submit_prints_the_id_and_the_job_is_listed(api, capsys, tmp_path):
+def test_submit_prints_the_id_and_the_job_is_listed(api, capsys, tmp_path, monkeypatch):
     spec = tmp_path / "job.yaml"
     spec.write_text(yaml.safe_dump({"name": "from-cli", "optim": {"epochs": 1}}))
     code, out, _ = run(capsys, api, "submit", str(spec), "--set", "optim.batch_size=4")
@@ -52,6 +55,10 @@ def test_submit_prints_the_id_and_the_job_is_listed(api, capsys, tmp_path):
     assert job["state"] == "QUEUED" and job["spec"]["optim"]["batch_size"] == 4
     code, out, _ = run(capsys, api, "jobs", "--state", "QUEUED")
     assert code == 0 and job_id in out and "from-cli" in out
+    narrow = Console(width=60, file=io.StringIO())  # a terminal narrower than the table
+    monkeypatch.setattr(cli, "out", narrow)
+    assert run(capsys, api, "jobs")[0] == 0 and job_id in narrow.file.getvalue()  # the id whole
+    monkeypatch.undo()
     code, out, _ = run(capsys, api, "cancel", job_id)
     assert code == 0 and "CANCELLED" in out
 
