@@ -40,6 +40,21 @@ def _client(args: argparse.Namespace):
 # --- serve -------------------------------------------------------------------------------------------
 
 
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why (host, port) cannot be listened on now, or None when it can (checked by binding it, as
+    uvicorn will, and letting it go)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -50,6 +65,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = load_settings(**overrides)
     if settings.open_mode:
         console.print(f"[yellow]no API tokens configured: open to anyone on {settings.host} (loopback only)")
+    busy = _port_in_use(settings.host, settings.port)
+    if busy:  # before anything starts (the local Ray head) or says where the API is
+        console.print(
+            f"[red]error:[/red] cannot listen on {settings.host}:{settings.port}: {busy} (another "
+            "anchor-opt serve? give --port or ANCHOR_OPT_PORT)",
+            soft_wrap=True,
+        )
+        return 2
     where = f"http://{settings.host}:{settings.port}"
     console.print(f"anchor-opt API on {where} (docs at {where}/docs), job store {settings.store_uri}")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")

@@ -123,3 +123,18 @@ def test_a_tenant_the_service_would_refuse_gets_no_token(capsys):
     assert main(["token", "--tenant", "bad tenant!"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "--tenant 'bad tenant!': String should match pattern" in " ".join(err.split())
+
+
+def test_serve_on_a_busy_port_says_so_before_it_starts_anything(capsys, tmp_path, monkeypatch):
+    """No URL printed, no Ray head started: the port is taken, exit 2 naming it."""
+    import socket
+
+    monkeypatch.setenv("ANCHOR_OPT_STORE_URI", str(tmp_path / "store"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "API on" not in err
+    assert not (tmp_path / "store").exists()
