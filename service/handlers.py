@@ -19,7 +19,9 @@ from service.auth import AuthError
 from service.deps import ContextDep
 from service.launcher import RayUnavailable
 from service.records import JobNotFound
+from trainer.config_errors import explain
 from trainer.contract.layout import JOBS_PREFIX
+from trainer.contract.spec import JobSpec
 from trainer.contract.storage import InvalidKey, NotFound, StorageError
 from trainer.contract.store import UnknownJob
 
@@ -70,6 +72,15 @@ def metrics(request: Request) -> Response:
     return Response(body, media_type=media)
 
 
+def _message(error: dict) -> str:
+    """One pydantic error's message; for a field of a job body, as the CLI says it (one line, what
+    was given, `did you mean ...?` for a key that is no setting: trainer.config_errors)."""
+    loc = list(error.get("loc", ()))
+    if loc[:1] == ["body"] and len(loc) > 1:
+        return explain({**error, "loc": loc[1:]}, JobSpec)[1]
+    return str(error.get("msg"))
+
+
 def _problem(
     status: int, detail: str, errors: list | None = None, headers: dict | None = None
 ) -> JSONResponse:
@@ -88,7 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
+        errors = [{"loc": list(e.get("loc", ())), "msg": _message(e), "type": str(e.get("type"))}
                   for e in exc.errors()]  # fmt: skip
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         loc = [str(p) for p in first["loc"]]

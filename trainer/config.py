@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from trainer.safe_yaml import parse_yaml, read_yaml_mapping
 
@@ -442,12 +450,17 @@ def read_config(path: str | Path | None = None, overrides: list[str] | None = No
     return apply_overrides(data, overrides or [])
 
 
-def validate_config(data: dict[str, Any], model: type[_M] = TrainConfig, where: str = "config") -> _M:
-    """`data` as a `model`; ValueError naming `where` (the file) and every offending field."""
+def validate_config(
+    data: dict[str, Any], model: type[_M] = TrainConfig, where: str = "config", overrides: list[str] = ()
+) -> _M:
+    """`data` as a `model`; ValueError with a line per offending field, each naming where its value
+    came from (`where`, the file, or the `--set` in `overrides` that gave it; trainer.config_errors)."""
+    from trainer.config_errors import describe
+
     try:
         return model.model_validate(data)
-    except Exception as exc:  # pydantic.ValidationError: names every bad field with its path
-        raise ValueError(f"{where}: invalid configuration:\n{exc}") from None
+    except ValidationError as exc:
+        raise ValueError(describe(exc, model, where, overrides)) from None
 
 
 def load_config(
@@ -459,4 +472,4 @@ def load_config(
     Raises ValueError naming the file and the offending field.
     """
     data = read_config(path, overrides)
-    return validate_config(data, model, str(path) if path is not None else "config")
+    return validate_config(data, model, str(path) if path is not None else "defaults", overrides or [])

@@ -73,6 +73,14 @@ def test_submit_returns_the_job_with_its_links(a):
     assert full["latest_anchors"] is None and full["artifacts"] == {}
 
 
+def test_a_misspelt_key_gets_the_setting_meant_and_keeps_its_path(a):
+    r = a.post("/jobs", json={"optim": {"epoch": 3}})
+    problem = _problem(r, 422, "optim.epoch: no such setting; did you mean optim.epochs?")
+    assert problem["errors"][0]["loc"] == ["body", "optim", "epoch"]
+    r = a.post("/jobs", json={"anchors": {"num": 0}})
+    _problem(r, 422, "anchors.num: Input should be greater than or equal to 1 (got 0)")
+
+
 def test_a_warm_up_as_long_as_the_run_is_accepted_with_a_warning(a):
     """The README's old example: 2000 images / 32 x 4 epochs = 248 steps, with a 300-step warm-up."""
     body = {"tricks": {"warmup_steps": 300}, "optim": {"epochs": 4, "batch_size": 32}}
