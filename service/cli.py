@@ -87,7 +87,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from trainer.contract.spec import JobSpec
 
     data = read_config(args.spec, args.set)  # read once, through the safe loader (trainer.safe_yaml)
-    validate_config(data, JobSpec, args.spec)  # before sending: errors here name the file and the field
+    validate_config(data, JobSpec, args.spec, args.set)  # before sending: each error names its file or --set
     with _client(args) as api:
         job = api.submit(data, idempotency_key=args.idempotency_key)
         console.print(f"job [bold]{job['id']}[/bold] {job['state']}  ({api.url}{job['links']['self']})")
