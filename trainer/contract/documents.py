@@ -125,5 +125,8 @@ class JobResult(_Document):
     fit: dict[str, FitMetrics]  # "init", "final"
     eval: dict | None = None
     synthetic: dict | None = None  # recovery error against the synthetic set's true shapes
+    # What model.pretrained loaded: {"source", "kind", "loaded" (tensors), "skipped" {key: why},
+    # "notes"}; None when the run started from a random init.
+    pretrained: dict | None = None
     ddp: dict  # {"workers", "anchor_rank_spread": max |anchor difference| of any rank to rank 0, px}
     artifacts: dict[str, str]  # name -> key (or prefix, for "checkpoints") under the job's prefix
