@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a detector and learn its anchors, locally")
     builtins = ", ".join(builtin_configs())
     p.add_argument(
-        "config", help=f"YAML config file (configs/ has the paper's), or a built-in one: {builtins}"
+        "config",
+        nargs="?",
+        help=f"YAML config file (configs/ has the paper's), or a built-in one: {builtins}; with --resume "
+        "and --out, the run's own config.yaml is used and CONFIG may be left out",
     )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set anchors.init=identical (repeatable)")  # fmt: skip
@@ -54,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     mode.add_argument("--fresh", action="store_true", help="replace whatever run is in --out")
+    p.add_argument(
+        "--extend",
+        action="store_true",
+        help="with --resume: train a run longer than it was set to, --set optim.epochs=N (N larger); "
+        "the lr schedule is recomputed for the new length from the step reached",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--device",

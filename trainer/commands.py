@@ -73,32 +73,47 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.contract.storage import StorageSettings
     from trainer.contract.writer import RunWriter
 
-    config_path = _resolve_config(args.config)
     if args.device is not None and args.workers is not None:
         raise ValueError(
             "--device is for a run in this process: Ray workers train on the device Ray gives them "
             "(--gpus-per-worker)"
         )
-    device = [] if args.device is None else [f"device={args.device}"]
-    cfg = load_config(config_path, [*args.set, *device])  # --device D is --set device=D, validated alike
+    if args.extend and not args.resume:
+        raise ValueError("--extend continues a run: give it with --resume (and --set optim.epochs=N)")
+    if args.config is None and not (args.resume and args.out):
+        raise ValueError(
+            "give a CONFIG (a YAML file or a built-in name), or --resume --out RUN to go on with a run"
+        )
+    config_path = _resolve_config(args.config) if args.config is not None else None
+    overrides = [*args.set, *([] if args.device is None else [f"device={args.device}"])]  # --device: a --set
     out = args.out or str(Path("runs") / config_path.stem)  # a folder or s3://bucket/prefix
     settings = StorageSettings()  # read once: the run, its workers and its data source all get these
     writer = RunWriter(out, settings)
+    if args.resume:
+        cfg = _resume_config(writer, out, overrides, args.extend)
+        if cfg is None:
+            return 0
+    else:
+        cfg = load_config(config_path, overrides)
     if not (args.resume or args.fresh) and (writer.keys(CHECKPOINT_PREFIX) or writer.exists(RESULT_KEY)):
         raise ValueError(f"{out} already holds a run: pass --resume to continue it or --fresh to replace it")
 
-    if args.workers is None:
-        from trainer.train.local_run import train
+    try:
+        if args.workers is None:
+            from trainer.train.local_run import train
 
-        with Progress(*COLUMNS, console=console, disable=args.quiet) as progress:
-            result = train(cfg, out, resume=args.resume, progress=Bar(progress), settings=settings)
-    else:
-        result = _train_on_ray(args, cfg, writer)
-        if result is None:
-            status = writer.status()
-            error = status.error if status else "no status written"
-            console.print(f"[red]training failed:[/red] {escape(error or '')}", soft_wrap=True)
-            return 1
+            with Progress(*COLUMNS, console=console, disable=args.quiet) as progress:
+                result = train(cfg, out, resume=args.resume, progress=Bar(progress), settings=settings)
+        else:
+            result = _train_on_ray(args, cfg, writer)
+    except KeyboardInterrupt:
+        _say_how_to_resume(writer, out)
+        return 130
+    if args.workers is not None and result is None:
+        status = writer.status()
+        error = status.error if status else "no status written"
+        console.print(f"[red]training failed:[/red] {escape(error or '')}", soft_wrap=True)
+        return 1
 
     out_console = Console()
     out_console.print(result_anchors(result))
@@ -117,6 +132,84 @@ def cmd_train(args: argparse.Namespace) -> int:
         markup=False,
     )
     return 0
+
+
+def _say_how_to_resume(writer, out: str) -> None:
+    """After Ctrl-C: where the run can go on from, or that there is nothing to go on from."""
+    from trainer.contract.layout import CHECKPOINT_KEY
+
+    if writer.exists(CHECKPOINT_KEY):
+        status = writer.status()
+        step = f" (checkpointed through epoch {status.epoch})" if status and status.epoch else ""
+        console.print(f"interrupted: go on with --resume --out {out}{step}", soft_wrap=True, markup=False)
+    else:
+        console.print(
+            f"interrupted before the first checkpoint (the end of epoch 1): nothing to resume in {out}; "
+            "run it again to start over",
+            soft_wrap=True,
+            markup=False,
+        )
+
+
+def _changed(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two config dumps."""
+    out = []
+    for key in a.keys() | b.keys():
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _changed(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}")
+    return sorted(out)
+
+
+def _resume_config(writer, out: str, overrides: list[str], extend: bool):
+    """The config a resumed run goes on with: its own config.yaml, `overrides` on top, or None when
+    it is finished and not extended (said here). ValueError when there is nothing to resume, or
+    when the overrides change the schedule without --extend (the checkpoint refuses other changes)."""
+    import yaml
+
+    from trainer.config import TrainConfig, apply_overrides, validate_config
+    from trainer.contract.layout import CHECKPOINT_KEY, CONFIG_KEY
+    from trainer.contract.spec import JobState
+
+    if not writer.exists(CHECKPOINT_KEY):
+        raise ValueError(
+            f"{out}: nothing to resume, no checkpoint there (a run writes its first at the end of its "
+            "first epoch); start it again without --resume"
+        )
+    stored = yaml.safe_load(writer.read_bytes(CONFIG_KEY)) if writer.exists(CONFIG_KEY) else {}
+    where = f"{out.rstrip('/')}/{CONFIG_KEY}"
+    before = validate_config(stored, TrainConfig, where)
+    cfg = validate_config(apply_overrides(stored, overrides), TrainConfig, where, overrides)
+    changed = [
+        k for k in _changed(before.model_dump(), cfg.model_dump()) if k not in ("optim.epochs", "device")
+    ]
+    if changed:
+        raise ValueError(
+            f"{where}: a resumed run keeps its config; these --set change it: {', '.join(changed)} (only "
+            "device, and optim.epochs with --extend, may); start a new run with --out elsewhere"
+        )
+    if cfg.optim.epochs != before.optim.epochs and not extend:
+        raise ValueError(
+            f"--set optim.epochs={cfg.optim.epochs}: the run was set to {before.optim.epochs} epochs; "
+            "add --extend to train it longer"
+        )
+    if extend and cfg.optim.epochs <= before.optim.epochs:
+        raise ValueError(
+            f"--extend: give a longer schedule than the run's {before.optim.epochs} epochs "
+            f"(--set optim.epochs={before.optim.epochs + 10}, say)"
+        )
+    status = writer.status()
+    if status is not None and status.state == JobState.SUCCEEDED and not extend:
+        console.print(
+            f"{out}: the run is finished ({status.step} of {status.total_steps} steps, {status.epochs} "
+            "epochs); nothing to do. To train it longer: --resume --extend --set optim.epochs=N",
+            soft_wrap=True,
+            markup=False,
+        )
+        return None
+    return cfg
 
 
 def _train_on_ray(args: argparse.Namespace, cfg, writer) -> dict | None:

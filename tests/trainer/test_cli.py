@@ -296,3 +296,41 @@ def test_version_and_the_built_in_configs_train_offers_exist():
     assert out.returncode == 0 and out.stdout.strip().startswith("anchor-opt 0.")
     help_text = " ".join(run("train", "--help").stdout.split())
     assert "a built-in one: demo" in help_text and "default" not in help_text.split("built-in one:")[1][:20]
+
+
+def test_resume_goes_on_from_the_runs_own_config_and_extend_trains_longer(tmp_path):
+    """--resume needs no --set repeated; a finished run says so; --extend makes it longer."""
+    out = tmp_path / "run"
+    assert run("train", "demo", "--out", str(out), *SMALL, "--quiet").returncode == 0
+    first = json.loads((out / "result.json").read_text())
+
+    done = run("train", "--resume", "--out", str(out))  # no CONFIG, no --set: the run's config.yaml
+    err = " ".join(done.stderr.split())
+    assert (
+        done.returncode == 0 and "the run is finished (4 of 4 steps, 1 epochs)" in err and "--extend" in err
+    )
+    assert json.loads((out / "result.json").read_text()) == first  # not re-evaluated, nothing rewritten
+
+    longer = run("train", "--resume", "--out", str(out), "--set", "optim.epochs=2")
+    assert longer.returncode == 2 and "add --extend to train it longer" in longer.stderr
+    extended = run("train", "--resume", "--extend", "--out", str(out), "--set", "optim.epochs=2", "--quiet")
+    assert extended.returncode == 0, extended.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["steps"] == 8 and result["epochs"] == 2
+    assert yaml.safe_load((out / "config.yaml").read_text())["optim"]["epochs"] == 2
+    shorter = run("train", "--resume", "--extend", "--out", str(out), "--set", "optim.epochs=1")
+    assert shorter.returncode == 2 and "give a longer schedule than the run's 2 epochs" in shorter.stderr
+    other = run("train", "--resume", "--out", str(out), "--set", "anchors.lr=0.5")
+    err = " ".join(other.stderr.split())
+    assert (
+        other.returncode == 2 and "a resumed run keeps its config; these --set change it: anchors.lr" in err
+    )
+
+
+def test_resume_without_a_checkpoint_says_there_is_nothing_to_resume(tmp_path):
+    proc = run("train", "--resume", "--out", str(tmp_path / "never"))
+    assert proc.returncode == 2 and "nothing to resume, no checkpoint there" in " ".join(proc.stderr.split())
+    proc = run("train", "--extend", "demo", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "give it with --resume" in proc.stderr
+    proc = run("train")
+    assert proc.returncode == 2 and "give a CONFIG" in proc.stderr

@@ -7,6 +7,10 @@ the CPU tensors torch.set_rng_state takes), then copied into the model's paramet
 optimizer's state on the device the model is on. The config's `device` is not compared: where a
 run trains is not what it computes (on another device it continues from the same state, though not
 bit for bit: GPU and CPU kernels round differently, and bf16 autocast is on on GPUs).
+
+A checkpoint restores into the config it was made with, or the same with a longer `optim.epochs`:
+an extended run (`anchor-opt train --resume --extend`) goes on from the step reached with the
+longer schedule's lr there; nothing else may differ.
 """
 
 from __future__ import annotations
@@ -81,9 +85,15 @@ def restore_checkpoint(state: TrainState, data: bytes, where: str = "checkpoint"
     payload = _load_payload(data, where)
     saved = TrainConfig.model_validate(payload["config"]).model_dump(exclude=_PLACEMENT)
     now = state.cfg.model_dump(exclude=_PLACEMENT)
+    saved_epochs, now_epochs = saved["optim"].pop("epochs"), now["optim"].pop("epochs")
     if saved != now:
         diff = _config_diff(saved, now)
         raise ValueError(f"{where}: checkpoint was made with a different config ({'; '.join(diff[:5])})")
+    if now_epochs < saved_epochs:
+        raise ValueError(
+            f"{where}: checkpoint was made for optim.epochs={saved_epochs}; a run can be extended, not "
+            f"shortened (optim.epochs={now_epochs})"
+        )
     saved_world = payload.get("world_size", 1)
     if saved_world != state.world_size:
         raise ValueError(
@@ -93,6 +103,12 @@ def restore_checkpoint(state: TrainState, data: bytes, where: str = "checkpoint"
     state.model.load_state_dict(payload["model"])  # copies onto the parameters' device
     state.optimizer.load_state_dict(payload["optimizer"])  # casts each param's state to its device
     state.scheduler.load_state_dict(payload["scheduler"])
+    # The lr of the step reached, from this run's schedule: the same as saved, unless the run was
+    # extended (a longer optim.epochs stretches the cosine, or moves nothing of a step schedule's).
+    for group, base, factor in zip(
+        state.optimizer.param_groups, state.scheduler.base_lrs, state.scheduler.lr_lambdas, strict=True
+    ):
+        group["lr"] = base * factor(payload["step"])
     state.init_anchors = payload["init_anchors"]
     state.step = payload["step"]
     _set_rng_state(payload["rng"])

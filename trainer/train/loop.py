@@ -145,10 +145,10 @@ def run_loop(
 
     if lead:
         prune_after(writer, state.step, state.epoch)
+        # The config the run trains with: at the start, and again when resumed (an extended run's
+        # optim.epochs, the device it now runs on).
+        writer.write_bytes(CONFIG_KEY, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).encode())
         if state.step == 0:
-            writer.write_bytes(
-                CONFIG_KEY, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False).encode()
-            )
             true = None if true_shapes is None else true_shapes.tolist()
             writer.write_json(DATASET_KEY, summary | {"class_names": data.class_names, "true_shapes": true})
             writer.write_bytes(BOXES_KEY, boxes_npy(boxes_wh))

@@ -51,6 +51,30 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
         restore_checkpoint(other, (tmp_path / "ck.pt").read_bytes(), "ck.pt")
 
 
+def test_a_checkpoint_restores_into_a_longer_schedule_with_its_lr_and_never_a_shorter_one():
+    """--extend: optim.epochs may grow; the lr at the step reached is then the longer cosine's."""
+    state, data = fresh(small_config())  # 2 epochs of 8 steps
+    run_until(state, data, 8)
+    saved = checkpoint_bytes(state)
+    longer, _ = fresh(small_config("optim.epochs=4"))
+    restore_checkpoint(longer, saved)
+    assert longer.step == 8 and longer.total_steps == 32
+    factors = lr_factors(longer.cfg, 8, longer.optimizer.param_groups)
+    for group, base, factor in zip(
+        longer.optimizer.param_groups, longer.scheduler.base_lrs, factors, strict=True
+    ):
+        assert group["lr"] == pytest.approx(base * factor(8))
+    assert (
+        longer.optimizer.param_groups[0]["lr"] > state.optimizer.param_groups[0]["lr"]
+    )  # further from the end
+    same, _ = fresh(small_config())
+    restore_checkpoint(same, saved)  # unchanged: the lr it had
+    assert [g["lr"] for g in same.optimizer.param_groups] == [g["lr"] for g in state.optimizer.param_groups]
+    shorter, _ = fresh(small_config("optim.epochs=1"))
+    with pytest.raises(ValueError, match="can be extended, not shortened"):
+        restore_checkpoint(shorter, saved)
+
+
 class RunsCode:
     """What someone able to write to the store could put in a checkpoint: unpickling it runs code."""
 
