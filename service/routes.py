@@ -7,6 +7,7 @@ calls never stall the event loop. Another tenant's job is a 404, exactly like a 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
@@ -32,6 +33,9 @@ from trainer.contract.storage import NotFound
 from trainer.contract.store import IdempotencyConflict, JobExists, UnknownJob, idempotent_job_id
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+# CSI sequences (colours, cursor moves: ESC [ ... letter) and two-character escapes (ESC letter).
+ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
+
 CONTENT_TYPES = {
     ".json": "application/json",
     ".yaml": "application/yaml",
@@ -172,8 +176,10 @@ def metrics(job: JobDep, ctx: ContextDep) -> MetricsHistory:
 
 @router.get("/{job_id}/logs", response_model=Logs)
 def logs(job: JobDep, ctx: ContextDep, tail: Annotated[int | None, Query(ge=1, le=10_000)] = None) -> Logs:
+    """The last lines of the job's driver log, as text: terminal escape codes (Ray's and rich's
+    colours) taken out, since a log read over HTTP is read as text."""
     text = ctx.scheduler.logs(job.id, tail or ctx.settings.log_tail_lines)
-    return Logs(job_id=job.id, lines=(text or "").splitlines())
+    return Logs(job_id=job.id, lines=ANSI_ESCAPE.sub("", text or "").splitlines())
 
 
 @router.get("/{job_id}/result", response_model=ResultPublic)

@@ -387,3 +387,38 @@ def test_a_ray_head_that_is_gone_is_a_503_with_retry_after(tmp_path):
         assert r.headers["retry-after"] == "5"
         cancelled = c.post(f"/jobs/{job}/cancel")  # recorded now; the stop is retried at each tick
         assert cancelled.status_code == 200 and cancelled.json()["state"] == "CANCELLED"
+
+
+class _ColouredLogs:
+    """A launcher whose job log is what Ray's driver log holds: rich's and Ray's colour codes."""
+
+    TEXT = "\x1b[36m(RayTrainWorker pid=81)\x1b[0m epoch 1/2 \x1b[1;31mloss\x1b[0m 3.2\n\x1b[2Kdone\n"
+
+    def submit(self, *args, **kwargs) -> None: ...
+    def stop(self, job_id: str) -> bool:
+        return False  # noqa: E704
+
+    def state(self, job_id: str):
+        return None  # noqa: E704
+
+    def logs(self, job_id: str, tail: int = 200) -> str:
+        return self.TEXT  # noqa: E704
+
+    def ping(self, timeout_s: float = 5.0) -> bool:
+        return True  # noqa: E704
+
+
+def test_logs_come_as_text_without_terminal_codes(tmp_path):
+    settings = ServiceSettings(store_uri=str(tmp_path / "store"), tokens=_tokens())
+    app = create_app(settings, launcher=_ColouredLogs(), schedule=False)
+    with serving(app) as base:
+        c = client(base, TOKENS["team-a"])
+        job = c.post("/jobs", json=SPEC).json()["id"]
+        now = time.time()
+        app.state.ctx.store.write_status(
+            job, JobStatus(state=JobState.RUNNING, launched_at=now, updated_at=now)
+        )
+        assert c.get(f"/jobs/{job}/logs").json()["lines"] == [
+            "(RayTrainWorker pid=81) epoch 1/2 loss 3.2",
+            "done",
+        ]
