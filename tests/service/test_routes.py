@@ -396,16 +396,16 @@ class _ColouredLogs:
 
     def submit(self, *args, **kwargs) -> None: ...
     def stop(self, job_id: str) -> bool:
-        return False  # noqa: E704
+        return False
 
     def state(self, job_id: str):
-        return None  # noqa: E704
+        return None
 
     def logs(self, job_id: str, tail: int = 200) -> str:
-        return self.TEXT  # noqa: E704
+        return self.TEXT
 
     def ping(self, timeout_s: float = 5.0) -> bool:
-        return True  # noqa: E704
+        return True
 
 
 def test_logs_come_as_text_without_terminal_codes(tmp_path):
