@@ -76,6 +76,56 @@ def cmd_serve(args: argparse.Namespace) -> int:
     where = f"http://{settings.host}:{settings.port}"
     console.print(f"anchor-opt API on {where} (docs at {where}/docs), job store {settings.store_uri}")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    if settings.ray_address is None:  # the embedded head outlives the service: say so, or stop it
+        if args.stop_ray:
+            _stop_head(settings.ray_temp_dir)
+        else:
+            _say_what_stays(settings.ray_temp_dir)
+    return 0
+
+
+def _say_what_stays(temp_dir: str | None) -> None:
+    from service.ray_head import LocalRayHead
+
+    head = LocalRayHead.running(temp_dir)
+    if head is not None:
+        console.print(
+            f"the local Ray head keeps running (process group {head['pgid']}, job server and dashboard "
+            f"on {head['url']}), so that running jobs go on and the next `anchor-opt serve` reuses it; "
+            "stop it with `anchor-opt ray stop`, or serve with --stop-ray",
+            soft_wrap=True,
+            markup=False,
+        )
+
+
+def _stop_head(temp_dir: str | None) -> bool:
+    """Stops the head this service started (recorded in `temp_dir`); never another Ray."""
+    from service.ray_head import LocalRayHead
+
+    head = LocalRayHead.running(temp_dir)
+    if head is None or not LocalRayHead.stop(temp_dir):
+        console.print(
+            "no Ray head started by anchor-opt serve runs here: nothing to stop (another Ray on this machine "
+            "is not ours to stop)",
+            soft_wrap=True,
+        )
+        return False
+    console.print(
+        f"stopped the local Ray head (process group {head['pgid']}, {head['url']}); jobs on it ended"
+    )
+    return True
+
+
+def cmd_ray_stop(args: argparse.Namespace) -> int:
+    from service.settings import load_settings
+
+    settings = load_settings()
+    if settings.ray_address:
+        raise ValueError(
+            f"this service uses the Ray cluster at {settings.ray_address} (ANCHOR_OPT_RAY_ADDRESS): "
+            "anchor-opt stops only the local head it started itself"
+        )
+    _stop_head(settings.ray_temp_dir)
     return 0
 
 
@@ -187,7 +237,19 @@ def add_commands(sub) -> None:
     p = sub.add_parser("serve", help="run the job API (FastAPI on uvicorn); settings from ANCHOR_OPT_*")
     p.add_argument("--host", help="interface to bind (default ANCHOR_OPT_HOST, else 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default ANCHOR_OPT_PORT, else 8000)")
+    p.add_argument(
+        "--stop-ray",
+        action="store_true",
+        help="on exit, stop the local Ray head this service started (jobs on it end); by default it keeps "
+        "running for the next serve",
+    )
     p.set_defaults(func=cmd_serve)
+    ray = sub.add_parser("ray", help="the local Ray head anchor-opt serve started")
+    ray_sub = ray.add_subparsers(dest="ray_command", required=True)
+    stop = ray_sub.add_parser(
+        "stop", help="stop the local Ray head anchor-opt serve started (never another Ray)"
+    )
+    stop.set_defaults(func=cmd_ray_stop)
 
     def client_parser(name: str, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help)

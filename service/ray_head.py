@@ -267,6 +267,15 @@ class LocalRayHead:
             f"`{shlex.join(cmd)}` (exit status {rc}), its output ends with:\n{tail}"
         )
 
+    @staticmethod
+    def running(temp_dir: str | None = None) -> dict | None:
+        """The head this service started and recorded in `temp_dir`, when its process group still
+        runs: {"pgid", "url"}; None otherwise (another Ray on the machine is never reported)."""
+        state = LocalRayHead(temp_dir)._state()
+        if state is None or not group_alive(state["pgid"]):
+            return None
+        return {"pgid": state["pgid"], "url": state.get("url")}
+
     def shutdown(self) -> bool:
         """Stops the head if the last ensure() started it (not one it reused); whether it did."""
         return self.started and self.stop(str(self.temp))

@@ -138,3 +138,34 @@ def test_serve_on_a_busy_port_says_so_before_it_starts_anything(capsys, tmp_path
     err = " ".join(capsys.readouterr().err.split())
     assert f"cannot listen on 127.0.0.1:{port}" in err and "API on" not in err
     assert not (tmp_path / "store").exists()
+
+
+def test_ray_stop_stops_the_head_serve_started_and_never_another(capsys, monkeypatch):
+    """`anchor-opt ray stop`: the head recorded by this service's temp dir, and only that one."""
+    import shutil
+    import tempfile
+
+    from service.process_group import group_alive
+    from service.ray_head import LocalRayHead
+
+    temp = tempfile.mkdtemp(prefix="ao-", dir="/tmp")  # short: Ray puts sockets in it
+    try:
+        port = free_port()
+        head = LocalRayHead(temp, num_cpus=1, dashboard_port=port)
+        head.ensure()
+        assert head.started and LocalRayHead.running(temp)["pgid"] == head.pgid
+        monkeypatch.setenv("ANCHOR_OPT_RAY_TEMP_DIR", temp)
+        cli._say_what_stays(temp)  # what `serve` says at exit without --stop-ray
+        said = " ".join(capsys.readouterr().err.split())
+        assert f"the local Ray head keeps running (process group {head.pgid}" in said and "ray stop" in said
+        assert main(["ray", "stop"]) == 0
+        assert "stopped the local Ray head" in capsys.readouterr().err
+        assert not group_alive(head.pgid) and LocalRayHead.running(temp) is None
+        assert main(["ray", "stop"]) == 0  # again: nothing of ours runs, and nothing else is touched
+        assert "nothing to stop" in capsys.readouterr().err
+        monkeypatch.setenv("ANCHOR_OPT_RAY_ADDRESS", "http://ray-head:8265")
+        assert main(["ray", "stop"]) == 2
+        assert "stops only the local head it started itself" in " ".join(capsys.readouterr().err.split())
+    finally:
+        LocalRayHead.stop(temp)
+        shutil.rmtree(temp, ignore_errors=True)
