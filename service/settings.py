@@ -6,8 +6,8 @@
 
 S3 endpoint and credentials are `trainer.contract.storage.StorageSettings` (`ANCHOR_OPT_S3_*`, or an `s3:`
 section of the file), shared with the trainer so both reach storage the same way. API tokens are
-stored as SHA-256 hashes only (`anchor-opt token` makes one). Every field is in the README's
-configuration reference.
+stored as SHA-256 hashes only (`anchor-opt token` makes one). Every field is in docs/configuration.md,
+the settings reference.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ pixels at the model's input size unless a name says otherwise; steps are optimiz
 
 The paper (Zhong et al., WACV 2020) does not give the temperature T, the clustering weight lambda,
 the warm-up length, the distance used by the soft assignment, or where the shift-free batch norm
-sits. Those defaults are ours, chosen by the measurements in `bench/` (see README, "Defaults").
+sits. Those defaults are ours, chosen by the measurements in `bench/` (docs/method.md).
 
 Longer than 300 lines because every setting is here, section after section, each with its bound and
 the reason for its default: one page a user reads to know what a run can be told.
