@@ -29,6 +29,7 @@ from service.fairness import TenantLimits
 from service.handlers import health, install_error_handlers
 from service.launcher import storage_env
 from service.limits import BodyLimit
+from service.openapi import ASSETS_URL, DOCS_URL, install_openapi
 from service.plots import AnchorPlots
 from service.records import Records
 from service.routes import router
@@ -97,7 +98,10 @@ def create_app(settings: ServiceSettings | None = None, launcher=None, schedule:
         summary="Train detectors that learn their anchor boxes (Zhong et al., WACV 2020), as jobs on Ray.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by service.openapi, from the package: no CDN
+        redoc_url=None,
     )
+    install_openapi(app, settings.metrics_public)
     scheduler = Scheduler(
         store,
         records,
@@ -116,7 +120,7 @@ def create_app(settings: ServiceSettings | None = None, launcher=None, schedule:
     app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Outside the body limit: an anonymous request is a 401 before anything reads its body.
-    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
+    docs = (DOCS_URL, ASSETS_URL + "/", app.openapi_url, app.swagger_ui_oauth2_redirect_url)
     public = {"/healthz", "/readyz", *filter(None, docs), *(["/metrics"] if settings.metrics_public else [])}
     app.add_middleware(AuthenticateFirst, auth=app.state.ctx.auth, public=public, guard=guard)
     telemetry.install(app)

@@ -89,7 +89,10 @@ class AuthenticateFirst:
     listening sockets, else every request (public ones too) is a 503."""
 
     def __init__(self, app, auth: Authenticator, public: Collection[str], guard: LoopbackGuard | None = None):
-        self.app, self.auth, self.public, self.guard = app, auth, frozenset(public), guard
+        self.app, self.auth, self.guard = app, auth, guard
+        # A path ending in "/" is public with everything under it (Swagger UI's files).
+        self.public = frozenset(p for p in public if not p.endswith("/"))
+        self.public_prefixes = tuple(p for p in public if p.endswith("/"))
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -101,7 +104,7 @@ class AuthenticateFirst:
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
-        if path not in self.public:
+        if path not in self.public and not path.startswith(self.public_prefixes):
             try:
                 principal = self.auth.authenticate(_authorization(scope))
             except AuthError as exc:

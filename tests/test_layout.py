@@ -17,6 +17,7 @@ PACKAGES = ("trainer", "service")
 SERVICE_MAY_LOAD = {
     "trainer",
     "trainer.config",
+    "trainer.config_errors",  # the one-line messages of a bad setting, for the 422s
     "trainer.safe_yaml",
     "trainer.artifacts",
     "trainer.artifacts.plots",
