@@ -110,6 +110,7 @@ def create_app(settings: ServiceSettings | None = None, launcher=None, schedule:
         settings.max_running_jobs,
         settings.scheduler_interval_s,
         job_env=storage_env(settings.s3, secrets=False) | driver_env(settings),
+        retention_s=None if settings.job_retention_days is None else settings.job_retention_days * 86_400,
         limits=lambda tenant: TenantLimits(
             settings.tenant_limit(tenant, "max_running_jobs"), settings.tenant_limit(tenant, "max_gpus")
         ),

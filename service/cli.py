@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from service.job_commands import add_job_commands
 from service.watch import console, follow, progress_info
 from trainer.artifacts.terminal import snapshot_anchors
 
@@ -278,6 +279,15 @@ def add_commands(sub) -> None:
     p = client_parser("cancel", "cancel a job (stops its Ray job)")
     p.add_argument("job_id")
     p.set_defaults(func=cmd_cancel)
+
+    def with_client(command):
+        def run(args: argparse.Namespace) -> int:
+            with _client(args) as api:
+                return command(args, api)
+
+        return run
+
+    add_job_commands(client_parser, with_client)
 
     p = client_parser("jobs", "list your jobs, newest first")
     p.add_argument("--state", choices=("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"))

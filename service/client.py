@@ -92,6 +92,16 @@ class ApiClient:
     def result(self, job_id: str) -> dict:
         return self._json("GET", f"/jobs/{job_id}/result")
 
+    def logs(self, job_id: str, tail: int | None = None) -> list[str]:
+        params = {"tail": tail} if tail else {}
+        return self._json("GET", f"/jobs/{job_id}/logs", params=params)["lines"]
+
+    def artifact(self, job_id: str, name: str) -> bytes:
+        return self._request("GET", f"/jobs/{job_id}/artifacts/{name}").content
+
+    def delete(self, job_id: str) -> None:
+        self._request("DELETE", f"/jobs/{job_id}")
+
     def plot(self, job_id: str) -> bytes:
         return self._request("GET", f"/jobs/{job_id}/anchors/plot.png").content
 

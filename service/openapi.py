@@ -50,7 +50,7 @@ def _errors_of(path: str, method: str) -> list[int]:
         codes.append(422)  # query parameters out of range
     if path == "/jobs" and method == "post":
         codes += [400, 409, 429]
-    if path.endswith("/cancel"):
+    if path.endswith("/cancel") or method == "delete":
         codes.append(409)
     return sorted(set(codes))
 

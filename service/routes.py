@@ -141,6 +141,18 @@ def cancel_job(job: JobDep, ctx: ContextDep) -> JobSummary:
     return views.summary(JobEntry.of(job), status)
 
 
+@router.delete("/{job_id}", status_code=204, response_class=Response)
+def delete_job(job: JobDep, ctx: ContextDep) -> Response:
+    """Deletes an ended job (SUCCEEDED, FAILED, CANCELLED) and every object under its prefix: its
+    outputs, checkpoints and artifacts. A job still queued or running is a 409: cancel it first."""
+    status = ctx.store.status(job.id)
+    if not status.state.terminal:
+        raise HTTPException(409, f"job {job.id} is {status.state}: cancel it first, then delete it")
+    ctx.store.delete(job.id)
+    ctx.records.forget(job.id)
+    return Response(status_code=204)
+
+
 @router.get("/{job_id}/anchors", response_model=AnchorHistory)
 def anchors(
     job: JobDep, ctx: ContextDep, since_step: Annotated[int | None, Query(ge=-1)] = None

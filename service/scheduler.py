@@ -57,7 +57,8 @@ def _no_limits(tenant: str) -> TenantLimits | None:
 class Scheduler:
     def __init__(self, store: JobStore, records: Records, launcher, store_uri: str, max_running: int,
                  interval_s: float = 2.0, job_env: dict[str, str] | None = None,
-                 limits: Callable[[str], TenantLimits | None] = _no_limits):  # fmt: skip
+                 limits: Callable[[str], TenantLimits | None] = _no_limits,
+                 retention_s: float | None = None):  # fmt: skip
         self.store, self.records, self.launcher = store, records, launcher
         self.job_env = job_env or {}
         self.limits = limits  # a tenant's own limits (service.fairness)
@@ -69,6 +70,8 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._to_stop: set[str] = set()  # Ray submission ids of cancelled jobs not stopped yet
         self._ended: set[str] = set()  # jobs seen ended: an ended status is final, never read again
+        self.retention_s = retention_s  # ended jobs are deleted this long after they ended (None: kept)
+        self._ended_at: dict[str, float] = {}  # job id -> when it ended, for the retention
         self._trouble: dict[str, str] = {}  # job id -> the problem last logged for it (logged once)
 
     # --- the loop ------------------------------------------------------------------------------------
@@ -110,6 +113,7 @@ class Scheduler:
                     continue
                 if status.state.terminal:
                     self._ended.add(entry.id)
+                    self._ended_at[entry.id] = status.finished_at or status.updated_at
                 else:
                     unfinished.append((Job(entry.id, entry.tenant or "", entry.gpus), status))
             active = [job for job, status in unfinished if _launched(status)]
@@ -124,6 +128,23 @@ class Scheduler:
                 reason = decided.waiting.get(job.id)
                 if reason is not None and reason != status.waiting:
                     self._guarded(job.id, "note why it waits", self._note_waiting, job.id, reason)
+            self._expire_ended()
+
+    def _expire_ended(self) -> None:
+        """Deletes the jobs that ended more than `retention_s` ago (settings.job_retention_days)."""
+        if self.retention_s is None:
+            return
+        cutoff = time.time() - self.retention_s
+        for job_id, ended_at in list(self._ended_at.items()):
+            if ended_at < cutoff:
+                self._ended_at.pop(job_id)  # once: a job deleted meanwhile is not tried again
+                self._guarded(job_id, "expire", self._delete, job_id)
+
+    def _delete(self, job_id: str) -> None:
+        self.store.delete(job_id)
+        self.records.forget(job_id)
+        self._ended.discard(job_id)
+        log.info("job %s deleted: ended over %.0f days ago", job_id, (self.retention_s or 0) / 86400)
 
     def queued(self, tenant: str) -> int:
         """How many of `tenant`'s jobs wait, not yet handed to Ray (for its max_queued_jobs)."""

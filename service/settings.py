@@ -109,6 +109,9 @@ class ServiceSettings(BaseSettings):
     # max_running_jobs), jobs waiting (a submit beyond is a 429), GPUs its running jobs hold together.
     tenant_max_running_jobs: int | None = Field(None, ge=1, le=1000)
     tenant_max_queued_jobs: int = Field(100, ge=0, le=100_000)
+    # Ended jobs (SUCCEEDED, FAILED, CANCELLED) are deleted, every object of theirs, this many days
+    # after they ended; None keeps them until DELETE /jobs/{id}.
+    job_retention_days: float | None = Field(None, gt=0, le=36_500)
     tenant_max_gpus: float | None = Field(None, ge=0, le=100_000)
     max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20)  # larger request bodies are a 413
     host: str = "127.0.0.1"  # `anchor-opt serve` binds here

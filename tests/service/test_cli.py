@@ -101,6 +101,34 @@ def test_status_and_anchors_of_a_finished_job(api, capsys, tmp_path):
     assert code == 0 and "anchors at step 8/8" in out and picture.read_bytes().startswith(b"\x89PNG")
 
 
+def test_result_logs_download_and_delete(api, capsys, tmp_path, monkeypatch):
+    code, out, _ = run(capsys, api, "result", api[1])
+    assert code == 0 and "mean_best_iou" in out and "weights:" in out
+    code, out, _ = run(capsys, api, "result", api[1], "--json")
+    assert code == 0 and json.loads(out)["result"]["steps"] == 8
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, api, "download", api[1], "weights")
+    assert code == 0 and (tmp_path / f"{api[1]}-weights.pt").stat().st_size > 10_000
+    target = tmp_path / "sub" / "anchors.yaml"
+    code, out, _ = run(capsys, api, "download", api[1], "anchors_yaml", "-o", str(target))
+    assert code == 0 and "anchors:" in target.read_text()
+    code, _, err = run(capsys, api, "download", api[1], "nothing")
+    assert code == 2 and "has no artifact 'nothing'" in err
+    assert run(capsys, api, "logs", api[1])[0] == 0  # no Ray job: no lines, no error
+    queued = run(capsys, api, "submit", _spec(tmp_path))[1].strip()
+    code, _, err = run(capsys, api, "delete", queued)
+    assert code == 2 and "cancel it first" in " ".join(err.split())
+    run(capsys, api, "cancel", queued)
+    assert run(capsys, api, "delete", queued) == (0, f"{queued} deleted\n", "")
+    assert run(capsys, api, "status", queued)[0] == 2  # gone
+
+
+def _spec(tmp_path) -> str:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump({"name": "to-delete", "optim": {"epochs": 1}}))
+    return str(spec)
+
+
 def test_api_errors_are_one_clear_line(api, capsys):
     code, _, err = run(capsys, api, "status", "no-such-job")
     assert code == 2 and "404" in err and "no-such-job" in err

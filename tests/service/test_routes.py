@@ -422,3 +422,18 @@ def test_logs_come_as_text_without_terminal_codes(tmp_path):
             "(RayTrainWorker pid=81) epoch 1/2 loss 3.2",
             "done",
         ]
+
+
+def test_an_ended_job_can_be_deleted_with_everything_it_wrote(api, a, b):
+    job = a.post("/jobs", json=SPEC).json()["id"]
+    store = api[1]
+    _problem(a.delete(f"/jobs/{job}"), 409, f"job {job} is QUEUED: cancel it first")
+    _problem(b.delete(f"/jobs/{job}"), 404)  # another tenant's job does not exist for them
+    assert a.post(f"/jobs/{job}/cancel").status_code == 200
+    store.storage.write_bytes(store.key(job, "artifacts/anchors.png"), b"png")
+    r = a.delete(f"/jobs/{job}")
+    assert r.status_code == 204 and r.content == b""
+    assert store.storage.list(store.key(job)) == [] and not store.exists(job)
+    _problem(a.get(f"/jobs/{job}"), 404)
+    assert job not in [j["id"] for j in a.get("/jobs", params={"limit": 500}).json()["items"]]
+    _problem(a.delete(f"/jobs/{job}"), 404)

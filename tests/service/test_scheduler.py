@@ -319,3 +319,23 @@ def test_a_tenant_at_its_own_limits_waits_while_another_tenant_runs(ray_head, tm
         finally:
             for job in [*a_jobs, b_job]:
                 ctx.scheduler.cancel(job)
+
+
+def test_ended_jobs_past_the_retention_are_deleted_and_others_kept(ray_head, where):
+    """settings.job_retention_days: a tick deletes every object of a job that ended that long ago."""
+    uri, settings = where
+    store = JobStore(open_storage(uri, settings))
+    scheduler = Scheduler(store, Records(store), ray_head, uri, max_running=100, retention_s=3600)
+    old, old_writer = _running(store, uri, settings)
+    old_writer.write_json("metrics/0001.json", {"epoch": 1})
+    old_writer.update_status(state=JobState.SUCCEEDED, finished_at=time.time() - 7200)  # two hours ago
+    recent, recent_writer = _running(store, uri, settings)
+    recent_writer.update_status(state=JobState.FAILED, finished_at=time.time() - 60, error="x")
+    queued = store.create(SPEC, submitted_by="team-a").id
+    scheduler.cancel(queued)  # ended now: kept
+    scheduler.tick()
+    assert not store.exists(old) and store.storage.list(store.key(old)) == []  # nothing of it is left
+    assert store.exists(recent) and store.exists(queued)
+    assert old not in {e.id for e in scheduler.records.newest_first()}
+    scheduler.tick()  # again: nothing more goes, nothing fails
+    assert store.exists(recent) and store.exists(queued)

@@ -170,6 +170,17 @@ class JobStore:
         """
         return [name for name in self.storage.folders(JOBS_PREFIX) if JOB_ID.match(name)]
 
+    def delete(self, job_id: str) -> int:
+        """Removes the job: job.json first (from then on it is an UnknownJob everywhere), then every
+        other object under its prefix. Returns how many objects went. An interrupted delete leaves
+        objects without job.json, which nothing reads; a second delete removes them."""
+        prefix = self.key(job_id)
+        self.storage.delete(self.key(job_id, JOB_KEY))
+        keys = [info.key for info in self.storage.list(prefix)]
+        for key in keys:
+            self.storage.delete(key)
+        return len(keys) + 1
+
     def exists(self, job_id: str) -> bool:
         return self.storage.exists(self.key(job_id, JOB_KEY))
 

@@ -157,3 +157,18 @@ def test_an_idempotency_key_outside_printable_ascii_is_refused_naming_it(store, 
     with pytest.raises(ValueError, match="Idempotency-Key"):
         store.submit(JobSpec(), "team-a", idempotency_key=key)
     assert store.job_ids() == []
+
+
+def test_a_deleted_job_is_gone_whole_job_json_first(tmp_path):
+    from trainer.contract.spec import JobSpec
+    from trainer.contract.storage import LocalStorage
+    from trainer.contract.store import JobStore, UnknownJob
+
+    store = JobStore(LocalStorage(tmp_path))
+    job = store.create(JobSpec(), submitted_by="t").id
+    store.storage.write_bytes(store.key(job, "anchors/00000025.json"), b"{}")
+    other = store.create(JobSpec(), submitted_by="t").id
+    assert store.delete(job) == 2  # job.json and the snapshot (no status.json was written)
+    assert store.storage.list(store.key(job)) == [] and store.exists(other)
+    with pytest.raises(UnknownJob):
+        store.record(job)
