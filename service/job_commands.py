@@ -17,6 +17,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from trainer.contract.layout import BOXES_KEY, DATASET_KEY
+
 out = Console()
 
 # Where `download` writes an artifact when -o is not given: its name in the job, as the job has it.
@@ -27,8 +29,8 @@ FILE_NAMES = {
     "anchors_cfg": "anchors.cfg",
     "anchors_plot": "anchors.png",
     "losses_plot": "losses.png",
-    "dataset": "dataset.json",
-    "boxes": "boxes.npy",
+    "dataset": Path(DATASET_KEY).name,
+    "boxes": Path(BOXES_KEY).name,
 }
 
 
