@@ -22,7 +22,7 @@ import time
 
 from harness import NO_TRICKS, train_to_end
 
-from trainer.config import load_config
+from trainer.config_files import load_config
 
 COCO128 = "../shared/data/coco128"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/x.py` from a checkout
 
-from trainer.config import load_config  # noqa: E402
+from trainer.config_files import load_config  # noqa: E402
 from trainer.contract.layout import metrics_key  # noqa: E402
 from trainer.contract.spec import Resources  # noqa: E402
 from trainer.contract.storage import StorageSettings  # noqa: E402

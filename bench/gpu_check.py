@@ -46,7 +46,8 @@ from harness import datasets
 from step_efficiency import measure
 
 from trainer.artifacts.exports import load_weights
-from trainer.config import TrainConfig, load_config
+from trainer.config import TrainConfig
+from trainer.config_files import load_config
 from trainer.contract.layout import WEIGHTS_KEY, snapshot_key
 from trainer.contract.spec import JobState, Resources
 from trainer.contract.storage import StorageSettings

@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python b
 
 import torch  # noqa: E402
 
-from trainer.config import TrainConfig, load_config  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.config_files import load_config
 from trainer.data.datasets import Datasets, build_datasets  # noqa: E402
 from trainer.model.anchors import matched_log_error  # noqa: E402
 from trainer.train.batches import epoch_batches

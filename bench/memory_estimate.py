@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as `python bench/x.py` from a checkout
 
 from service.capacity import MiB, estimate_memory  # noqa: E402
-from trainer.config import load_config  # noqa: E402
+from trainer.config_files import load_config  # noqa: E402
 from trainer.contract.spec import JobSpec  # noqa: E402
 
 ONE_EPOCH = ["optim.epochs=1", "eval.every_epochs=0", "output.snapshot_every=1000"]

@@ -48,7 +48,7 @@ def run(config: str, overrides: list[str]) -> dict:
     torch.set_num_threads(1)
     from harness import train_to_end
 
-    from trainer.config import load_config
+    from trainer.config_files import load_config
 
     cfg = load_config(config, overrides)
     _, card = train_to_end(cfg)

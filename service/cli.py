@@ -134,7 +134,7 @@ def cmd_ray_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from trainer.config import read_config, validate_config
+    from trainer.config_files import read_config, validate_config
     from trainer.contract.spec import JobSpec
 
     data = read_config(args.spec, args.set)  # read once, through the safe loader (trainer.safe_yaml)

@@ -26,7 +26,7 @@ from service.schemas import (
     MetricsHistory,
     ResultPublic,
 )
-from trainer.config import schedule_warnings
+from trainer.config_errors import schedule_warnings
 from trainer.contract.layout import BOXES_KEY, DATASET_KEY
 from trainer.contract.spec import JobSpec, JobState
 from trainer.contract.storage import NotFound

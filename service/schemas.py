@@ -54,7 +54,7 @@ class JobSummary(BaseModel):
 
 class JobAccepted(JobSummary):
     """`POST /jobs`: the job's summary, and what in its spec will likely surprise (e.g. a warm-up as
-    long as the whole run; trainer.config.schedule_warnings). The job is accepted either way."""
+    long as the whole run; trainer.config_errors.schedule_warnings). The job is accepted either way."""
 
     warnings: list[str] = Field(default_factory=list)
 

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trainer.config import TrainConfig, apply_overrides
+from trainer.config import TrainConfig
+from trainer.config_files import apply_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # real COCO / VOC data beside the checkout (never copied)

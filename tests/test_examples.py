@@ -10,7 +10,8 @@ import pytest
 
 from tests.helpers import REPO
 from tests.trainer.train.runs import fresh
-from trainer.config import load_config, schedule_warnings
+from trainer.config_errors import schedule_warnings
+from trainer.config_files import load_config
 from trainer.contract.spec import JobSpec
 from trainer.train.batches import epoch_batches
 from trainer.train.step import train_step

@@ -17,7 +17,8 @@ PACKAGES = ("trainer", "service")
 SERVICE_MAY_LOAD = {
     "trainer",
     "trainer.config",
-    "trainer.config_errors",  # the one-line messages of a bad setting, for the 422s
+    "trainer.config_errors",  # the one-line messages of a bad setting, for the 422s, and warnings
+    "trainer.config_files",  # reading job specs (the CLI client)
     "trainer.safe_yaml",
     "trainer.artifacts",
     "trainer.artifacts.plots",

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from trainer.artifacts.terminal import COLUMNS, Bar, FetchBar, fit_table, progress_line, result_anchors
-from trainer.config import load_config
+from trainer.config_files import load_config
 
 BUILTIN_CONFIGS = Path(__file__).parent / "configs"
 
@@ -169,7 +169,8 @@ def _resume_config(writer, out: str, overrides: list[str], extend: bool):
     when the overrides change the schedule without --extend (the checkpoint refuses other changes)."""
     import yaml
 
-    from trainer.config import TrainConfig, apply_overrides, validate_config
+    from trainer.config import TrainConfig
+    from trainer.config_files import apply_overrides, validate_config
     from trainer.contract.layout import CHECKPOINT_KEY, CONFIG_KEY
     from trainer.contract.spec import JobState
 

@@ -13,21 +13,16 @@ the reason for its default: one page a user reads to know what a run can be told
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-
-from trainer.safe_yaml import parse_yaml, read_yaml_mapping
 
 # Input pixels per grid cell of each backbone (trainer.model.detector builds them with these strides).
 BACKBONE_STRIDES = {"tiny": 16, "darknet19": 32}
@@ -386,90 +381,3 @@ class TrainConfig(_Section):
         low = ms.min_size if ms.min_size is not None else max(stride, size - 3 * stride)
         high = ms.max_size if ms.max_size is not None else size + 6 * stride
         return low, high
-
-
-def schedule_warnings(cfg: TrainConfig, num_train: int | None = None, workers: int = 1) -> list[str]:
-    """What in the schedule will surprise: a warm-up (tricks or lr ramp) as long as the whole run.
-
-    `num_train`: the training images (known for the synthetic set; for real data once it is read).
-    Returns nothing when the step count cannot be known yet."""
-    if num_train is None:
-        if not cfg.data.is_synthetic:
-            return []
-        num_train = cfg.data.synthetic.num_train
-    batch = cfg.optim.batch_size * workers
-    total = num_train // batch * cfg.optim.epochs
-    run = f"the run has {total} steps ({num_train} images // {batch} a step x {cfg.optim.epochs} epochs)"
-    out = []
-    if cfg.tricks.warmup_steps >= total and (cfg.tricks.soft_assign.enabled or cfg.tricks.clustering.enabled):
-        hint = max(1, round(total * 0.4))
-        out.append(
-            f"tricks.warmup_steps={cfg.tricks.warmup_steps} is not shorter than the run: {run}, so it ends "
-            f"in warm-up and never trains with the hard assignment; try tricks.warmup_steps={hint} (40 %)"
-        )
-    if cfg.optim.lr_warmup_steps >= total:
-        out.append(
-            f"optim.lr_warmup_steps={cfg.optim.lr_warmup_steps} is not shorter than the run: {run}, so "
-            "the learning rate never reaches optim.lr"
-        )
-    return out
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """`a.b.c=value` -> (["a", "b", "c"], value parsed as YAML, so 3, 0.1, true, [1, 2] work)."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"--set {item!r}: expected key=value, e.g. anchors.init=identical")
-    return key.strip().split("."), parse_yaml(raw, f"--set {item!r}") if raw.strip() else ""
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Returns a copy of `data` with each dotted `key=value` set (validation happens afterwards)."""
-    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data)) or {}
-    for item in overrides:
-        path, value = parse_override(item)
-        node = out
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"--set {item!r}: {part!r} is a value, not a section")
-            node = child
-        node[path[-1]] = value
-    return out
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def read_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """The YAML mapping at `path` (or none) with `--set` overrides applied, not yet validated: what
-    `load_config` validates, and what `anchor-opt submit` sends. The file is read once, through the
-    safe loader (trainer.safe_yaml): duplicate keys, alias bombs, a folder or a missing file are a
-    ValueError naming the file."""
-    data = read_yaml_mapping(path) if path is not None else {}
-    return apply_overrides(data, overrides or [])
-
-
-def validate_config(
-    data: dict[str, Any], model: type[_M] = TrainConfig, where: str = "config", overrides: list[str] = ()
-) -> _M:
-    """`data` as a `model`; ValueError with a line per offending field, each naming where its value
-    came from (`where`, the file, or the `--set` in `overrides` that gave it; trainer.config_errors)."""
-    from trainer.config_errors import describe
-
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ValueError(describe(exc, model, where, overrides)) from None
-
-
-def load_config(
-    path: str | Path | None = None, overrides: list[str] | None = None, model: type[_M] = TrainConfig
-) -> _M:
-    """Reads a YAML config (or the defaults), applies `--set` overrides, validates the result as
-    `model` (a TrainConfig, or a trainer.contract.spec.JobSpec for a job).
-
-    Raises ValueError naming the file and the offending field.
-    """
-    data = read_config(path, overrides)
-    return validate_config(data, model, str(path) if path is not None else "defaults", overrides or [])

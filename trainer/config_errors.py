@@ -9,7 +9,9 @@ not exist:
     --set optim.epoch=3: optim.epoch: no such setting; did you mean optim.epochs?
     job.yaml: anchors.num: Input should be greater than or equal to 1 (got 0)
 
-Torch-free: the service uses `explain` for the 422s of job bodies.
+`schedule_warnings` says what is valid but will surprise: a warm-up as long as the whole run.
+
+Torch-free: the service uses `explain` for the 422s of job bodies, and the warnings at submit.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import difflib
 from typing import get_args
 
 from pydantic import BaseModel, ValidationError
+
+from trainer.config import TrainConfig
 
 
 def setting_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -75,3 +79,30 @@ def describe(exc: ValidationError, model: type[BaseModel], where: str, overrides
         path, message = explain(error, model)
         lines.append(f"{source_of(path, list(overrides)) or where}: {path}: {message}")
     return "\n".join(dict.fromkeys(lines))  # a line once, in order
+
+
+def schedule_warnings(cfg: TrainConfig, num_train: int | None = None, workers: int = 1) -> list[str]:
+    """What in the schedule will surprise: a warm-up (tricks or lr ramp) as long as the whole run.
+
+    `num_train`: the training images (known for the synthetic set; for real data once it is read).
+    Returns nothing when the step count cannot be known yet."""
+    if num_train is None:
+        if not cfg.data.is_synthetic:
+            return []
+        num_train = cfg.data.synthetic.num_train
+    batch = cfg.optim.batch_size * workers
+    total = num_train // batch * cfg.optim.epochs
+    run = f"the run has {total} steps ({num_train} images // {batch} a step x {cfg.optim.epochs} epochs)"
+    out = []
+    if cfg.tricks.warmup_steps >= total and (cfg.tricks.soft_assign.enabled or cfg.tricks.clustering.enabled):
+        hint = max(1, round(total * 0.4))
+        out.append(
+            f"tricks.warmup_steps={cfg.tricks.warmup_steps} is not shorter than the run: {run}, so it ends "
+            f"in warm-up and never trains with the hard assignment; try tricks.warmup_steps={hint} (40 %)"
+        )
+    if cfg.optim.lr_warmup_steps >= total:
+        out.append(
+            f"optim.lr_warmup_steps={cfg.optim.lr_warmup_steps} is not shorter than the run: {run}, so "
+            "the learning rate never reaches optim.lr"
+        )
+    return out

@@ -22,7 +22,7 @@ from service.capacity import (
 )
 from service.settings import JobLimits, ServiceSettings
 from tests.helpers import REPO, client, serving
-from trainer.config import load_config
+from trainer.config_files import load_config
 from trainer.contract.spec import JobSpec
 
 CLUSTER = "http://ray-head:8265"  # a named cluster: nothing here talks to it

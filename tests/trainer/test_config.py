@@ -3,7 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainer.config import TrainConfig, apply_overrides, load_config, schedule_warnings
+from trainer.config import TrainConfig
+from trainer.config_errors import schedule_warnings
+from trainer.config_files import apply_overrides, load_config
 
 CONFIGS = Path(__file__).parents[2] / "trainer" / "configs"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.config import load_config
 from trainer.config_errors import setting_paths, suggestions
+from trainer.config_files import load_config
 from trainer.contract.spec import JobSpec
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.trainer.train.runs import fresh
-from trainer.config import BACKBONE_STRIDES, load_config
+from trainer.config import BACKBONE_STRIDES
+from trainer.config_files import load_config
 from trainer.train.batches import epoch_batches
 from trainer.train.step import train_step
 

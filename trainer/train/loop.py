@@ -25,7 +25,8 @@ import yaml
 from torch import Tensor, nn
 
 from trainer.artifacts.exports import weights_bytes, write_anchor_artifacts
-from trainer.config import TrainConfig, schedule_warnings
+from trainer.config import TrainConfig
+from trainer.config_errors import schedule_warnings
 from trainer.contract.layout import (
     BOXES_KEY,
     CHECKPOINT_KEY,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import make_yolo_dataset, small_config
-from trainer.config import load_config
+from trainer.config_files import load_config
 from trainer.contract.writer import RunWriter
 from trainer.data.errors import DataError
 from trainer.train.local_run import train
