@@ -61,6 +61,11 @@ class Launcher(Protocol):
     def address(self) -> str:
         """The job server's URL."""
 
+    @property
+    def driver_address(self) -> str | None:
+        """The GCS address (host:port) a job's driver must join, where the launcher knows it (the
+        embedded head); None: the one Ray's job supervisor gives the driver (a cluster's own head)."""
+
     def submit(
         self,
         job_id: str,
@@ -143,6 +148,7 @@ class RayJobs:
 
     def __init__(self, address: str, token: str | None = None) -> None:
         self.address = address.rstrip("/")
+        self.driver_address: str | None = None  # the cluster's head tells its drivers its own GCS
         self._token = token
         self._client_obj = None  # made on first use: the constructor already asks the server
 
@@ -242,6 +248,10 @@ class EmbeddedRay:
     @property
     def address(self) -> str:
         return self._jobs.address
+
+    @property
+    def driver_address(self) -> str | None:
+        return self.head.gcs_address
 
     def _revive(self, failed: RayJobs) -> bool:
         """Starts the head again if it is gone and the last start is old enough; whether a call may

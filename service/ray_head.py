@@ -16,6 +16,13 @@ Ray's Jobs API runs any command for whoever it accepts, so the head is locked to
 - `ensure()` reuses only a head that this service started (recorded in its private folder, its
   process group alive, at the same URL) and that accepts the recorded token; anything else on the
   port is an error, and gets no token.
+- Its temp dir is its own. Ray's job supervisor tells each driver which cluster to join by reading
+  `ray_current_cluster` in the head's temp dir, which every `ray start` in that dir rewrites: with
+  Ray's default `/tmp/ray` shared, a job's driver joined whichever Ray started last ("Found multiple
+  active Ray instances ... Connecting to latest cluster") and logged that cluster's errors. So the
+  default temp dir is one for this service alone (`anchor-opt-ray-<uid>`), a start refuses a temp dir
+  where another live Ray is recorded, and the head's GCS address is recorded (`gcs_address`) for the
+  scheduler to pin every driver to it (`run-job --ray-address`).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ _STATE_FILE = "head.json"  # process group, URL, token and credentials files of 
 _LOCK_FILE = "head.lock"  # held while a head is chosen or started: one start at a time
 _TOKEN_PREFIX = "anchor-opt-ray-token-"  # one file per start, so a new start never rewrites a live head's
 _CREDENTIALS_PREFIX = "anchor-opt-s3-credentials-"
+_CURRENT_CLUSTER = "ray_current_cluster"  # Ray's: the GCS address of the last `ray start` in a temp dir
 
 
 def auth_headers(token: str | None) -> dict[str, str]:
@@ -72,8 +80,32 @@ def probe(address: str, token: str | None = None, timeout_s: float = 5.0) -> int
         return None
 
 
+def default_temp_dir() -> str:
+    """The embedded head's temp dir unless one is set: this user's own beside Ray's default (which
+    is RAY_TMPDIR or /tmp, + /ray), never Ray's default itself, which any other Ray on the machine uses."""
+    return os.path.join(os.environ.get("RAY_TMPDIR", "/tmp"), f"anchor-opt-ray-{os.getuid()}")
+
+
 def _temp_dir(temp_dir: str | None) -> Path:
-    return Path(temp_dir or os.path.join(os.environ.get("RAY_TMPDIR", "/tmp"), "ray"))  # Ray's default
+    return Path(temp_dir or default_temp_dir())
+
+
+def _recorded_gcs(temp: Path) -> str | None:
+    """The GCS address the last `ray start` in `temp` recorded (Ray's `ray_current_cluster`)."""
+    try:
+        return (temp / _CURRENT_CLUSTER).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _answers(address: str) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 @contextmanager
@@ -109,7 +141,7 @@ def _free_port(not_this: int) -> str:
 class LocalRayHead:
     """A single-node Ray head on 127.0.0.1 with token authentication, started with `ray start --head`.
 
-    `temp_dir` must be short (Ray puts Unix sockets under it); default RAY_TMPDIR or /tmp, + /ray. The
+    `temp_dir` must be short (Ray puts Unix sockets under it); default `default_temp_dir()`. The
     head runs in its own session: it outlives this process and ignores its terminal's signals. `env`
     (no secrets: every job sees it) is added to the head's environment; `s3` (StorageSettings) gives
     the keys for its credentials file.
@@ -135,6 +167,7 @@ class LocalRayHead:
         self.started = False  # whether the last ensure() started the head (False: reused ours)
         self.token: str | None = None  # what the head's job server accepts; sent only to self.url
         self.pgid: int | None = None
+        self.gcs_address: str | None = None  # host:port of its GCS, what drivers join (None: unknown)
 
     def ensure(self) -> str:
         """Job server URL of our head at `dashboard_port`: the one this service started in `temp_dir`
@@ -146,6 +179,12 @@ class LocalRayHead:
             if state and group_alive(state["pgid"]):
                 return self._reuse(state)
             self._forget(state)
+            if (other := _recorded_gcs(self.temp)) and _answers(other):
+                raise RuntimeError(
+                    f"another Ray (its GCS at {other}) was started in {self.temp}, so jobs' drivers "
+                    "there could join it instead of this service's head: set ray_temp_dir "
+                    "(ANCHOR_OPT_RAY_TEMP_DIR) to a short folder of this service's own"
+                )
             if _port_taken(self.dashboard_port):
                 raise RuntimeError(
                     f"127.0.0.1:{self.dashboard_port} is taken by another process (not a Ray head this "
@@ -187,6 +226,7 @@ class LocalRayHead:
                 f"{self.url}; stop it (kill -TERM -{state['pgid']}) and start again"
             )
         self.token, self.pgid = token, state["pgid"]
+        self.gcs_address = state.get("gcs_address")
         return self.url
 
     def _forget(self, state: dict | None) -> None:
@@ -256,11 +296,13 @@ class LocalRayHead:
         while rc == 0 and time.monotonic() < deadline:
             if probe(self.url, token) == 200:
                 self.started = True
+                self.gcs_address = state["gcs_address"] = _recorded_gcs(self.temp)
+                (self.private / _STATE_FILE).write_text(json.dumps(state))
                 return self.url
             time.sleep(0.25)
         kill_group(proc.pid, 5.0)  # what did start of it, so the next ensure() starts clean
         self._forget(state)
-        self.pgid = self.token = None
+        self.pgid = self.token = self.gcs_address = None
         tail = log_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(
             f"no Ray job server answered at {self.url} (waited up to {self.timeout_s:.0f} s); ran "

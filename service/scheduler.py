@@ -213,8 +213,12 @@ class Scheduler:
     def _submit(self, job_id: str, status: JobStatus) -> None:
         """The job's driver as a Ray job: `anchor-opt run-job`. The driver claims no CPU or GPU: it
         waits on Ray Train, whose workers claim the spec's resources (resources.workers x
-        cpus/gpus_per_worker); were the driver to hold them too, the workers could never start."""
+        cpus/gpus_per_worker); were the driver to hold them too, the workers could never start.
+        Where the launcher knows its cluster's GCS (the embedded head), the driver is pinned to it:
+        Ray's supervisor would tell it the latest Ray started in the head's temp dir (service.ray_head)."""
         entrypoint = ["anchor-opt", "run-job", job_id, "--store", self.store_uri]
+        if gcs := self.launcher.driver_address:
+            entrypoint += ["--ray-address", gcs]
         self.launcher.submit(
             submission_id(job_id, status), entrypoint, num_cpus=0, num_gpus=0, env=self.job_env
         )

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import yaml
@@ -280,3 +281,30 @@ def test_a_driver_that_cannot_write_the_store_fails_with_the_cause(settings):
     assert job["state"] == "FAILED"
     assert job["error"].startswith("Ray job FAILED: the driver exited with code 2: s3://"), job["error"]
     assert job["error"].endswith("status.json: write failed: AccessDenied Access Denied"), job["error"]
+
+
+def test_a_job_joins_the_services_head_whatever_another_ray_recorded_in_its_temp_dir(settings):
+    """Issue 17, finding 10: with more than one Ray on the machine, Ray's job supervisor tells a
+    driver to join the Ray that the last `ray start` in the head's temp dir recorded in
+    `ray_current_cluster` ("Found multiple active Ray instances ... Connecting to latest cluster"):
+    a job's driver joined another Ray and logged its errors. Here a second Ray runs and is recorded
+    in our head's temp dir, as a `ray start` there would do; the job, pinned to its head's GCS
+    (`run-job --ray-address`), runs on it all the same (unpinned, it fails to join the other)."""
+    other_temp = tempfile.mkdtemp(prefix="rsvo-", dir="/tmp")
+    other = LocalRayHead(other_temp, num_cpus=1, dashboard_port=free_port())
+    current = Path(settings.ray_temp_dir) / "ray_current_cluster"
+    try:
+        other.ensure()
+        with serving(create_app(settings)) as base:
+            ours = current.read_text()
+            current.write_text(other.gcs_address)
+            try:
+                c = client(base, TOKEN)
+                job_id = c.post("/jobs", json=spec("pinned", epochs=1)).json()["id"]
+                job = wait_for(c, job_id, ended, "ended")
+            finally:
+                current.write_text(ours)
+    finally:
+        LocalRayHead.stop(other_temp)
+        shutil.rmtree(other_temp, ignore_errors=True)
+    assert job["state"] == "SUCCEEDED", job["error"]

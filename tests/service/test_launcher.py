@@ -29,6 +29,7 @@ import pytest
 from service.app import default_launcher
 from service.head_secrets import scrubbed_environment
 from service.launcher import EmbeddedRay, LocalRayHead, RayJobs, RayUnavailable
+from service.ray_head import default_temp_dir
 from service.settings import ServiceSettings
 from tests.helpers import free_port
 from trainer.contract.storage import StorageSettings
@@ -310,6 +311,40 @@ def test_a_port_held_by_another_server_is_an_error_and_gets_no_token(monkeypatch
     finally:
         server.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_temp_dir_where_another_live_ray_is_recorded_is_refused(tmp_path):
+    """Issue 17, finding 10: drivers are told the Ray recorded in the head's temp dir; a head is not
+    started where another Ray (here: its GCS port, listening) was started last."""
+    with socket.socket() as gcs:
+        gcs.bind(("127.0.0.1", 0))
+        gcs.listen()
+        (tmp_path / "ray_current_cluster").write_text(f"127.0.0.1:{gcs.getsockname()[1]}")
+        head = LocalRayHead(str(tmp_path), dashboard_port=free_port())
+        with pytest.raises(RuntimeError, match="another Ray .* was started in .*ANCHOR_OPT_RAY_TEMP_DIR"):
+            head.ensure()
+        assert head.token is None and not head.started
+
+
+def test_the_default_temp_dir_is_this_users_own_not_rays(monkeypatch):
+    monkeypatch.setenv("RAY_TMPDIR", "/tmp/x")
+    assert default_temp_dir() == f"/tmp/x/anchor-opt-ray-{os.getuid()}"
+    assert LocalRayHead().temp == Path(default_temp_dir())
+
+
+def test_the_embedded_launcher_pins_drivers_to_its_heads_gcs(embedded):
+    """The address the scheduler gives each driver (`run-job --ray-address`) is the head's own GCS,
+    as `ray start` recorded it, where a driver joins this head."""
+    embedded, _ = embedded
+    assert embedded.driver_address == embedded.head.gcs_address
+    host, _, port = embedded.driver_address.rpartition(":")
+    assert host == "127.0.0.1" and int(port) > 0
+    job = f"pin-{random.randrange(10**9)}"
+    script = f"import ray; ray.init(address={embedded.driver_address!r}); print('joined', ray.get_runtime_context().gcs_address)"  # noqa: E501
+    embedded.submit(job, [sys.executable, "-c", script])
+    assert ended(embedded, job) == "SUCCEEDED", embedded.logs(job)
+    assert f"joined {embedded.driver_address}" in embedded.logs(job)
+    assert RayJobs("http://127.0.0.1:1").driver_address is None  # a cluster's head tells its drivers
 
 
 def test_a_head_that_fails_to_start_leaves_nothing_behind():

@@ -392,6 +392,7 @@ def test_a_ray_head_that_is_gone_is_a_503_with_retry_after(tmp_path):
 class _ColouredLogs:
     """A launcher whose job log is what Ray's driver log holds: rich's and Ray's colour codes."""
 
+    driver_address = None
     TEXT = "\x1b[36m(RayTrainWorker pid=81)\x1b[0m epoch 1/2 \x1b[1;31mloss\x1b[0m 3.2\n\x1b[2Kdone\n"
 
     def submit(self, *args, **kwargs) -> None: ...

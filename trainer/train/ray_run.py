@@ -138,7 +138,9 @@ def ensure_ray(
     address = address or os.environ.get("RAY_ADDRESS") or None
     local = {} if address else lock_down()  # a Ray of ours: token and loopback only (trainer.train.local_ray)
     ray.init(
-        address=address,
+        # "local", not None: with None Ray joins a cluster another `ray start` recorded in its
+        # default temp dir, or any GCS running on the machine, instead of starting ours.
+        address=address or "local",
         num_cpus=None if address else num_cpus,
         include_dashboard=False,
         logging_level=logging.WARNING,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +20,7 @@ from tests.processes import listening, loopback, session_processes
 STARTER = """
 import os, sys
 from trainer.train.ray_run import ensure_ray, ray
-assert ensure_ray(num_cpus=1, temp_dir=sys.argv[1])
+assert ensure_ray(num_cpus=1, temp_dir=sys.argv[1] or None)  # '': Ray's default
 assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42  # our own workers get the token
 print(ray._private.worker.global_worker.node.gcs_address, os.environ["RAY_AUTH_TOKEN_PATH"], flush=True)
 sys.stdin.read()  # until the test is done with us
@@ -62,3 +63,31 @@ def test_a_local_ray_listens_on_loopback_and_wants_a_token(tmp_path):
         ray.stdin.close()
         ray.wait(timeout=60)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_local_ray_is_ours_even_where_another_is_recorded(tmp_path):
+    """Issue 17, finding 10: `ray.init()` without an address joins the Ray that a `ray start` in
+    Ray's default temp dir recorded (or any GCS running here) instead of starting one; a run's own
+    Ray is started all the same, in Ray's default temp dir (`anchor-opt train --workers 2` gives
+    none). The recorded one here names a port where nothing listens."""
+    default_temp = tempfile.mkdtemp(prefix="rlod-", dir="/tmp")  # RAY_TMPDIR: Ray's default is <it>/ray
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        recorded = f"127.0.0.1:{s.getsockname()[1]}"
+    os.makedirs(os.path.join(default_temp, "ray"))
+    with open(os.path.join(default_temp, "ray", "ray_current_cluster"), "w") as f:
+        f.write(recorded)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"PYTHONPATH": str(REPO)}
+    env |= {"RAY_TMPDIR": default_temp, "RAY_gcs_rpc_server_reconnect_timeout_s": "5"}
+    ray = subprocess.Popen([sys.executable, "-c", STARTER, ""], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                           start_new_session=True)  # fmt: skip
+    try:
+        line = ray.stdout.readline()
+        assert line, ray.communicate(timeout=60)[1][-2000:]
+        gcs = line.split()[0]
+        assert gcs.startswith("127.0.0.1:") and gcs != recorded
+    finally:
+        ray.stdin.close()
+        ray.wait(timeout=60)
+        shutil.rmtree(default_temp, ignore_errors=True)
