@@ -26,7 +26,8 @@ from functools import cache
 from pathlib import Path
 from typing import Protocol
 
-from service.ray_head import LocalRayHead, auth_headers, probe
+from service.ray_head import LocalRayHead
+from service.ray_head_site import auth_headers, probe
 
 logger = logging.getLogger(__name__)
 

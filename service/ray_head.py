@@ -33,12 +33,9 @@ import logging
 import os
 import secrets
 import shlex
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +48,14 @@ from service.head_secrets import (
     write_private,
 )
 from service.process_group import STOP_GRACE_S, group_alive, kill_group
+from service.ray_head_site import (
+    answers,
+    free_port,
+    port_taken,
+    probe,
+    recorded_gcs,
+    temp_dir_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,52 +65,6 @@ _STATE_FILE = "head.json"  # process group, URL, token and credentials files of 
 _LOCK_FILE = "head.lock"  # held while a head is chosen or started: one start at a time
 _TOKEN_PREFIX = "anchor-opt-ray-token-"  # one file per start, so a new start never rewrites a live head's
 _CREDENTIALS_PREFIX = "anchor-opt-s3-credentials-"
-_CURRENT_CLUSTER = "ray_current_cluster"  # Ray's: the GCS address of the last `ray start` in a temp dir
-
-
-def auth_headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def probe(address: str, token: str | None = None, timeout_s: float = 5.0) -> int | None:
-    """HTTP status of GET <address>/api/version (200: a Ray job server that takes `token`; 401 or
-    403: one that wants another), None if nothing answers as a Ray job server."""
-    req = urllib.request.Request(address.rstrip("/") + "/api/version", headers=auth_headers(token))
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return resp.status if "ray_version" in json.loads(resp.read() or b"{}") else None
-    except urllib.error.HTTPError as e:
-        return e.code
-    except (OSError, ValueError):  # refused, timed out, reset; or not JSON: not a Ray job server
-        return None
-
-
-def default_temp_dir() -> str:
-    """The embedded head's temp dir unless one is set: this user's own beside Ray's default (which
-    is RAY_TMPDIR or /tmp, + /ray), never Ray's default itself, which any other Ray on the machine uses."""
-    return os.path.join(os.environ.get("RAY_TMPDIR", "/tmp"), f"anchor-opt-ray-{os.getuid()}")
-
-
-def _temp_dir(temp_dir: str | None) -> Path:
-    return Path(temp_dir or default_temp_dir())
-
-
-def _recorded_gcs(temp: Path) -> str | None:
-    """The GCS address the last `ray start` in `temp` recorded (Ray's `ray_current_cluster`)."""
-    try:
-        return (temp / _CURRENT_CLUSTER).read_text().strip() or None
-    except OSError:
-        return None
-
-
-def _answers(address: str) -> bool:
-    """Whether something accepts TCP connections at host:port."""
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1.0):
-            return True
-    except (OSError, ValueError):
-        return False
 
 
 @contextmanager
@@ -118,30 +77,10 @@ def _locked(temp: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _port_taken(port: int) -> bool:
-    """Whether 127.0.0.1:`port` cannot be bound (as Ray's dashboard binds it, SO_REUSEADDR)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def _free_port(not_this: int) -> str:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port != not_this:
-            return str(port)
-
-
 class LocalRayHead:
     """A single-node Ray head on 127.0.0.1 with token authentication, started with `ray start --head`.
 
-    `temp_dir` must be short (Ray puts Unix sockets under it); default `default_temp_dir()`. The
+    `temp_dir` must be short (Ray puts Unix sockets under it); default `defaulttemp_dir_path()`. The
     head runs in its own session: it outlives this process and ignores its terminal's signals. `env`
     (no secrets: every job sees it) is added to the head's environment; `s3` (StorageSettings) gives
     the keys for its credentials file.
@@ -158,7 +97,7 @@ class LocalRayHead:
         s3=None,
         timeout_s: float = 90.0,
     ) -> None:
-        self.temp = _temp_dir(temp_dir)
+        self.temp = temp_dir_path(temp_dir)
         self.private = self.temp / _PRIVATE_DIR
         self.num_cpus, self.num_gpus = num_cpus, num_gpus  # None: what Ray detects
         self.dashboard_port, self.timeout_s = dashboard_port, timeout_s
@@ -179,13 +118,13 @@ class LocalRayHead:
             if state and group_alive(state["pgid"]):
                 return self._reuse(state)
             self._forget(state)
-            if (other := _recorded_gcs(self.temp)) and _answers(other):
+            if (other := recorded_gcs(self.temp)) and answers(other):
                 raise RuntimeError(
                     f"another Ray (its GCS at {other}) was started in {self.temp}, so jobs' drivers "
                     "there could join it instead of this service's head: set ray_temp_dir "
                     "(ANCHOR_OPT_RAY_TEMP_DIR) to a short folder of this service's own"
                 )
-            if _port_taken(self.dashboard_port):
+            if port_taken(self.dashboard_port):
                 raise RuntimeError(
                     f"127.0.0.1:{self.dashboard_port} is taken by another process (not a Ray head this "
                     f"service started in {self.temp}): set ray_dashboard_port "
@@ -244,7 +183,7 @@ class LocalRayHead:
         # Free ports, not the fixed defaults (GCS 6379, agent 52365, Ray Client 10001): with those a
         # second head on the machine (another checkout, a test run) fails to start.
         cmd += ["--port", "0", "--dashboard-agent-listen-port", "0"]
-        cmd += ["--ray-client-server-port", _free_port(self.dashboard_port)]
+        cmd += ["--ray-client-server-port", free_port(self.dashboard_port)]
         # Workers on ports the system picks, not Ray's reserved 10002-19999, which would refuse any
         # dashboard port inside it (and is shared by every Ray on the machine).
         cmd += ["--min-worker-port", "0", "--max-worker-port", "0"]
@@ -296,7 +235,7 @@ class LocalRayHead:
         while rc == 0 and time.monotonic() < deadline:
             if probe(self.url, token) == 200:
                 self.started = True
-                self.gcs_address = state["gcs_address"] = _recorded_gcs(self.temp)
+                self.gcs_address = state["gcs_address"] = recorded_gcs(self.temp)
                 (self.private / _STATE_FILE).write_text(json.dumps(state))
                 return self.url
             time.sleep(0.25)

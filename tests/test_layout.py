@@ -181,7 +181,8 @@ ENV_READERS = {
     "trainer.train.ray_resources": "resource_wait_s(), which `anchor-opt run-job` calls once",
     "trainer.train.ray_run": "ensure_ray: RAY_ADDRESS, Ray's own way to name a cluster",
     "service.launcher": "auth_token(): the Ray token where Ray itself looks, read once by the service",
-    "service.ray_head": "the head's environment is the service's, scrubbed; RAY_TMPDIR as Ray reads it",
+    "service.ray_head": "the head's environment is the service's, scrubbed",
+    "service.ray_head_site": "default_temp_dir(): RAY_TMPDIR, as Ray reads it for its own default",
     "service.capacity": "CUDA_VISIBLE_DEVICES: the GPUs the embedded head may count, as Ray counts them",
 }
 SETTINGS_CLASSES = {"StorageSettings", "ServiceSettings", "JobLimits"}

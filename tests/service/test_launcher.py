@@ -29,7 +29,7 @@ import pytest
 from service.app import default_launcher
 from service.head_secrets import scrubbed_environment
 from service.launcher import EmbeddedRay, LocalRayHead, RayJobs, RayUnavailable
-from service.ray_head import default_temp_dir
+from service.ray_head_site import default_temp_dir
 from service.settings import ServiceSettings
 from tests.helpers import free_port
 from trainer.contract.storage import StorageSettings
