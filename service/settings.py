@@ -6,8 +6,11 @@
 
 S3 endpoint and credentials are `trainer.contract.storage.StorageSettings` (`ANCHOR_OPT_S3_*`, or an `s3:`
 section of the file), shared with the trainer so both reach storage the same way. API tokens are
-stored as SHA-256 hashes only (`anchor-opt token` makes one). Every field is in docs/configuration.md,
-the settings reference.
+stored as SHA-256 hashes only (`anchor-opt token` makes one). Every field is in docs/service-settings.md,
+generated from the descriptions here (service.settings_reference).
+
+Longer than 300 lines because every setting is here with its description and bounds: the one place
+the reference is generated from.
 """
 
 from __future__ import annotations
@@ -38,17 +41,38 @@ class TokenEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tenant: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # hashlib.sha256(token.encode()).hexdigest()
-    name: str | None = Field(None, max_length=100)  # which client holds it, for people and logs
-    # The folders and s3:// prefixes this token's jobs may read datasets from, instead of the
-    # service's allowed_dataset_roots (None: those). [] admits only the synthetic set.
-    dataset_roots: list[str] | None = Field(None, max_length=100)
-    # This tenant's limits, instead of the service's tenant_* defaults (None: those). A tenant with
-    # several tokens has one set of limits: entries that give a limit must agree on it.
-    max_running_jobs: int | None = Field(None, ge=1, le=1000)  # its jobs on Ray at once
-    max_queued_jobs: int | None = Field(None, ge=0, le=100_000)  # its jobs waiting; a submit beyond: 429
-    max_gpus: float | None = Field(None, ge=0, le=100_000)  # GPUs of its running jobs together
+    tenant: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="The tenant the token acts for: it sees and acts on that tenant's jobs only.",
+    )
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="Hex SHA-256 of the token (`anchor-opt token` prints it); the token is never stored.",
+    )
+    name: str | None = Field(None, max_length=100, description="Which client holds it, for people and logs.")
+    dataset_roots: list[str] | None = Field(
+        None,
+        max_length=100,
+        description="Folders and s3:// prefixes this token's jobs may read datasets from, instead of "
+        "ALLOWED_DATASET_ROOTS (null: those); [] admits only the synthetic set.",
+    )
+    # A tenant with several tokens has one set of limits: entries that give a limit must agree on it.
+    max_running_jobs: int | None = Field(
+        None, ge=1, le=1000, description="The tenant's jobs on Ray at once (null: TENANT_MAX_RUNNING_JOBS)."
+    )
+    max_queued_jobs: int | None = Field(
+        None,
+        ge=0,
+        le=100_000,
+        description="The tenant's jobs waiting; a submit beyond is a 429 (null: TENANT_MAX_QUEUED_JOBS).",
+    )
+    max_gpus: float | None = Field(
+        None,
+        ge=0,
+        le=100_000,
+        description="GPUs the tenant's running jobs hold together; a job asking more is a 422 "
+        "(null: TENANT_MAX_GPUS).",
+    )
 
     @field_validator("dataset_roots")
     @classmethod
@@ -67,76 +91,175 @@ class JobLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_image_size: int = Field(1024, ge=32, le=2048)  # model.image_size
-    # data.synthetic.num_train + num_val: rendered by every worker before it trains (16 ms an image at
-    # 256 px, 83 ms at 512 px on one core) and kept in its memory.
-    max_synthetic_images: int = Field(20_000, ge=2, le=200_000)
-    max_epochs: int = Field(1000, ge=1, le=10_000)  # optim.epochs
-    max_batch_size: int = Field(256, ge=1, le=1024)  # optim.batch_size (per worker)
-    max_workers: int = Field(16, ge=1, le=256)  # resources.workers
-    max_cpus_per_worker: float = Field(32, ge=1, le=256)  # resources.cpus_per_worker
-    max_gpus_per_worker: float = Field(8, ge=0, le=16)  # resources.gpus_per_worker
-    max_gpus_per_job: float = Field(16, ge=0, le=4096)  # resources.workers x gpus_per_worker
-    # On a named cluster: the memory one Ray Train worker may use (a worker pod's memory over the
-    # workers it holds: the chart's pods have 32 GiB). The embedded head uses the machine's instead.
-    worker_memory_gb: float = Field(32, gt=0, le=65536)
-    # The embedded head's GPUs and memory for jobs. None: what Ray would detect (CUDA_VISIBLE_DEVICES,
-    # else the NVIDIA devices present) and the machine's memory (its cgroup limit, if lower).
-    embedded_gpus: int | None = Field(None, ge=0, le=1024)
-    embedded_memory_gb: float | None = Field(None, gt=0, le=65536)
-    # How long a started job may wait for Ray to place its workers, then it is FAILED (passed to the
-    # driver as ANCHOR_OPT_RESOURCE_WAIT_S).
-    resource_wait_s: float = Field(1800.0, gt=0, le=7 * 86400)
+    max_image_size: int = Field(1024, ge=32, le=2048, description="Largest `model.image_size`.")
+    # Rendered by every worker before it trains (16 ms an image at 256 px, 83 ms at 512 px on one
+    # core) and kept in its memory.
+    max_synthetic_images: int = Field(
+        20_000, ge=2, le=200_000, description="Largest `data.synthetic.num_train` + `num_val`."
+    )
+    max_epochs: int = Field(1000, ge=1, le=10_000, description="Largest `optim.epochs`.")
+    max_batch_size: int = Field(256, ge=1, le=1024, description="Largest `optim.batch_size` (per worker).")
+    max_workers: int = Field(16, ge=1, le=256, description="Largest `resources.workers`.")
+    max_cpus_per_worker: float = Field(32, ge=1, le=256, description="Largest `resources.cpus_per_worker`.")
+    max_gpus_per_worker: float = Field(8, ge=0, le=16, description="Largest `resources.gpus_per_worker`.")
+    max_gpus_per_job: float = Field(
+        16, ge=0, le=4096, description="Largest `resources.workers` x `gpus_per_worker`."
+    )
+    # The chart's worker pods have 32 GiB.
+    worker_memory_gb: float = Field(
+        32,
+        gt=0,
+        le=65536,
+        description="On a named cluster: the memory one Ray Train worker may use (a worker pod's memory "
+        "over the workers it holds). The embedded head uses the machine's instead.",
+    )
+    embedded_gpus: int | None = Field(
+        None,
+        ge=0,
+        le=1024,
+        description="The embedded head's GPUs for jobs; null: what Ray would detect "
+        "(CUDA_VISIBLE_DEVICES, else the NVIDIA devices present).",
+    )
+    embedded_memory_gb: float | None = Field(
+        None,
+        gt=0,
+        le=65536,
+        description="The embedded head's memory for jobs; null: the machine's (its cgroup limit, if lower).",
+    )
+    resource_wait_s: float = Field(
+        1800.0,
+        gt=0,
+        le=7 * 86400,
+        description="Seconds a started job may wait for Ray to place its workers before it is FAILED "
+        "(raise it where a GPU node takes longer to join).",
+    )
 
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ANCHOR_OPT_", frozen=True, extra="forbid")
 
-    # Where job records, status, snapshots and results live: a folder or s3://bucket/prefix.
-    store_uri: str = "./anchor-opt-store"
-    # The Ray job server (http://head:8265). None: the service starts a local Ray head (embedded default).
-    ray_address: str | None = None
-    # API tokens (hashes). None configured: open mode, allowed only on a loopback host.
-    tokens: list[TokenEntry] = Field(default_factory=list)
-    # Dataset URI schemes jobs may use: s3, file (local paths and file:// URIs).
-    allowed_schemes: list[str] = Field(default_factory=lambda: list(SCHEMES))
-    # Folders and s3://bucket/prefix roots datasets must lie under; none: only the synthetic set.
-    allowed_dataset_roots: list[str] = Field(default_factory=list)
-    # Jobs on Ray at once, all tenants together; the rest wait QUEUED, and start with tenants taken in
-    # turn (service.fairness), oldest first within a tenant.
-    max_running_jobs: int = Field(2, ge=1, le=1000)
-    # Each tenant's limits unless its token entry gives its own: jobs running at once (None: only
-    # max_running_jobs), jobs waiting (a submit beyond is a 429), GPUs its running jobs hold together.
-    tenant_max_running_jobs: int | None = Field(None, ge=1, le=1000)
-    tenant_max_queued_jobs: int = Field(100, ge=0, le=100_000)
-    # Ended jobs (SUCCEEDED, FAILED, CANCELLED) are deleted, every object of theirs, this many days
-    # after they ended; None keeps them until DELETE /jobs/{id}.
-    job_retention_days: float | None = Field(None, gt=0, le=36_500)
-    tenant_max_gpus: float | None = Field(None, ge=0, le=100_000)
-    max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20)  # larger request bodies are a 413
-    host: str = "127.0.0.1"  # `anchor-opt serve` binds here
-    port: int = Field(8000, ge=1, le=65535)
-    log_tail_lines: int = Field(200, ge=1, le=10_000)  # GET /jobs/{id}/logs without ?tail=
-    scheduler_interval_s: float = Field(2.0, gt=0, le=300)  # how often Ray's view is reconciled
-    # Memory for cached job documents, least recently read dropped first: full job records (the spec
-    # may hold long strings), and the views of ended jobs. Listings use a compact index of every job
-    # (a few hundred bytes each) that is not counted here.
-    record_cache_bytes: int = Field(16 << 20, ge=0, le=16 << 30)
-    view_cache_bytes: int = Field(32 << 20, ge=0, le=16 << 30)
-    # The embedded Ray head: its temp folder (short: Ray puts sockets in it; yours alone: its token is
-    # kept there), CPUs and dashboard port (any: its workers take ports the system picks).
-    ray_temp_dir: str | None = None
-    ray_num_cpus: int | None = Field(None, ge=1)
-    ray_dashboard_port: int = Field(8265, ge=1, le=65535)
-    # S3 endpoint, region, credentials, retries (ANCHOR_OPT_S3_* variables, or `s3:` in the file).
-    s3: StorageSettings = Field(default_factory=StorageSettings)
-    # GET /metrics without a token. Off by default: its job counts span every tenant (with tokens
-    # configured, any tenant's token reads it; give Prometheus one, as `authorization` of its scrape).
-    metrics_public: bool = False
-    # How long /metrics reuses its job counts (each count reads every job's status); 0: every scrape.
-    metrics_cache_s: float = Field(5.0, ge=0, le=3600)
-    # What one job may ask for (JobLimits; JSON in ANCHOR_OPT_LIMITS, or a `limits:` section of the file).
-    limits: JobLimits = Field(default_factory=JobLimits)
+    store_uri: str = Field(
+        "./anchor-opt-store",
+        description="The job store (records, status, snapshots, results): a folder, `file:///abs/path` "
+        "or `s3://bucket/prefix`.",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="The Ray job server, `http://<head>:8265`; null: the service starts a local Ray head "
+        "(the embedded default).",
+    )
+    tokens: list[TokenEntry] = Field(
+        default_factory=list,
+        description="API tokens as hashes, JSON in the environment (the token entry keys below; "
+        "`anchor-opt token` makes one). Empty: open mode, allowed only on loopback: the service checks the "
+        "sockets it listens on and refuses to start on any other address.",
+    )
+    allowed_schemes: list[str] = Field(
+        default_factory=lambda: list(SCHEMES),
+        description="Dataset URI schemes jobs may use: `s3`, `file` (plain absolute paths included).",
+    )
+    allowed_dataset_roots: list[str] = Field(
+        default_factory=list,
+        description="Folders and `s3://bucket/prefix` roots datasets must lie under; none: only the "
+        "synthetic set.",
+    )
+    max_running_jobs: int = Field(
+        2,
+        ge=1,
+        le=1000,
+        description="Jobs on Ray at once, all tenants together; the rest wait QUEUED and start with "
+        "tenants taken in turn, oldest first within a tenant.",
+    )
+    tenant_max_running_jobs: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Each tenant's jobs on Ray at once, unless its token entry says (null: only "
+        "MAX_RUNNING_JOBS bounds them).",
+    )
+    tenant_max_queued_jobs: int = Field(
+        100,
+        ge=0,
+        le=100_000,
+        description="Each tenant's jobs waiting, unless its token entry says; a submit beyond is a 429.",
+    )
+    job_retention_days: float | None = Field(
+        None,
+        gt=0,
+        le=36_500,
+        description="Ended jobs (SUCCEEDED, FAILED, CANCELLED) are deleted, every object of theirs, this "
+        "many days after they ended; null: kept until DELETE /jobs/{id}.",
+    )
+    tenant_max_gpus: float | None = Field(
+        None,
+        ge=0,
+        le=100_000,
+        description="GPUs each tenant's running jobs may hold together, unless its token entry says; a job "
+        "asking more is a 422 (null: no limit).",
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, le=64 << 20, description="Larger request bodies are a 413.")
+    host: str = Field(
+        "127.0.0.1", description="Where `anchor-opt serve` listens (any other than loopback needs tokens)."
+    )
+    port: int = Field(8000, ge=1, le=65535, description="The port `anchor-opt serve` listens on.")
+    log_tail_lines: int = Field(
+        200, ge=1, le=10_000, description="Lines GET /jobs/{id}/logs returns without `?tail=`."
+    )
+    scheduler_interval_s: float = Field(
+        2.0, gt=0, le=300, description="How often queued jobs are started and Ray's view reconciled."
+    )
+    # Listings use a compact index of every job (a few hundred bytes each), not counted here.
+    record_cache_bytes: int = Field(
+        16 << 20,
+        ge=0,
+        le=16 << 30,
+        description="Bytes of memory for cached job records (the spec may hold long strings), least "
+        "recently read dropped first (16 MiB).",
+    )
+    view_cache_bytes: int = Field(
+        32 << 20,
+        ge=0,
+        le=16 << 30,
+        description="Bytes of memory for the cached views of ended jobs, least recently read dropped first "
+        "(32 MiB).",
+    )
+    ray_temp_dir: str | None = Field(
+        None,
+        description="The embedded head's temp folder; null: `$RAY_TMPDIR/anchor-opt-ray-<uid>` or "
+        "`/tmp/anchor-opt-ray-<uid>`, never Ray's shared `/tmp/ray`. Keep it short (Ray puts sockets "
+        "in it); its `anchor-opt/` folder, which holds the head's token, must be the service user's alone.",
+    )
+    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs the embedded head offers; null: all.")
+    ray_dashboard_port: int = Field(
+        8265,
+        ge=1,
+        le=65535,
+        description="The embedded head's job server port (the head this service started there is "
+        "reused; another process on it is an error).",
+    )
+    s3: StorageSettings = Field(
+        default_factory=StorageSettings,
+        description="S3 endpoint, region, credentials and retries: the `ANCHOR_OPT_S3_*` variables, or "
+        "an `s3:` section of the settings file.",
+    )
+    # Off by default: its job counts span every tenant.
+    metrics_public: bool = Field(
+        False,
+        description="GET /metrics without a token; false: it needs one (any tenant's; Prometheus sends it "
+        "as its scrape's `authorization`).",
+    )
+    metrics_cache_s: float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="How long /metrics reuses its job counts (each count reads every job's status); "
+        "0: count at every scrape.",
+    )
+    limits: JobLimits = Field(
+        default_factory=JobLimits,
+        description="What one job may ask for: JSON in `ANCHOR_OPT_LIMITS`, or a `limits:` section of the "
+        "settings file; a job beyond is a 422 naming the field.",
+    )
 
     @field_validator("allowed_schemes")
     @classmethod

@@ -53,19 +53,37 @@ MIN_CPUS_PER_WORKER = 1
 class Resources(_Section):
     """What the job's Ray Train workers get. Each worker is one DDP rank."""
 
-    workers: int = Field(default=1, ge=1, le=256)  # DDP ranks
-    gpus_per_worker: float = Field(default=0, ge=0, le=16)  # 0: CPU training with gloo; >= 1: NCCL
-    # Data loading and the CPU model; at least MIN_CPUS_PER_WORKER.
-    cpus_per_worker: float = Field(default=2, ge=MIN_CPUS_PER_WORKER, le=256)
-    # Ray Train restarts the workers from the last checkpoint this many times before failing the job.
-    max_failures: int = Field(default=2, ge=0, le=100)
+    workers: int = Field(default=1, ge=1, le=256, description="Ray Train workers, one DDP rank each.")
+    gpus_per_worker: float = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="GPUs each worker gets. 0: CPU training with gloo; 1 or more: NCCL and bf16 autocast.",
+    )
+    cpus_per_worker: float = Field(
+        default=2,
+        ge=MIN_CPUS_PER_WORKER,
+        le=256,
+        description="CPUs each worker gets, for data loading and, on CPU, the model (its torch threads).",
+    )
+    max_failures: int = Field(
+        default=2,
+        ge=0,
+        le=100,
+        description="Times Ray Train restarts the workers from the last checkpoint before the job ends "
+        "FAILED (0: the first failure ends it).",
+    )
 
 
 class JobSpec(TrainConfig):
     """A training config (every `TrainConfig` section, same defaults) plus name and resources."""
 
-    name: str | None = Field(default=None, max_length=100)  # for people; the job id identifies it
-    resources: Resources = Field(default_factory=Resources)
+    name: str | None = Field(
+        default=None, max_length=100, description="A label for people; the job id identifies the job."
+    )
+    resources: Resources = Field(
+        default_factory=Resources, description="What the job's Ray Train workers get."
+    )
 
     def train_config(self) -> TrainConfig:
         """The training settings alone (what a run's checkpoint is compared against)."""

@@ -45,25 +45,33 @@ class StorageSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ANCHOR_OPT_S3_", frozen=True, populate_by_name=True)
 
-    # S3 API endpoint for MinIO, Ceph, moto ("http://minio:9000"); None means AWS itself.
-    endpoint_url: str | None = None
-    # Region to sign requests for; MinIO and moto accept any.
-    region: str = "us-east-1"
-    # Static credentials. Both None: boto3's default chain (AWS_* env vars, ~/.aws, IAM/IRSA role).
-    access_key_id: str | None = None
-    secret_access_key: SecretStr | None = None  # SecretStr keeps it out of logs and reprs
-    # Path-style addressing (http://host/bucket/key); MinIO and most self-hosted endpoints need it.
-    path_style: bool = False
-    # Attempts per request, the first included; botocore "standard" mode retries throttling,
-    # 5xx and connection errors with jittered exponential backoff.
-    max_attempts: int = Field(5, ge=1)
-    connect_timeout: float = Field(5.0, gt=0)  # seconds to open a connection
-    read_timeout: float = Field(60.0, gt=0)  # seconds to wait for bytes on an open connection
-    # Objects fetch_to_cache downloads at once (a dataset is many small images: latency-bound).
-    download_workers: int = Field(8, ge=1)
-    # Local mirror of s3:// datasets: <cache_dir>/s3/<bucket>/<key>.
+    endpoint_url: str | None = Field(
+        None, description='S3 API endpoint for MinIO, Ceph, moto ("http://minio:9000"); null: AWS itself.'
+    )
+    region: str = Field("us-east-1", description="Region requests are signed for; MinIO and moto accept any.")
+    access_key_id: str | None = Field(
+        None,
+        description="Static access key id; with the secret key, or neither: boto3's default chain "
+        "(AWS_* variables, ~/.aws, an IAM role).",
+    )
+    # SecretStr keeps it out of logs and reprs.
+    secret_access_key: SecretStr | None = Field(None, description="Static secret key, with the key id.")
+    path_style: bool = Field(
+        False,
+        description="Path-style addressing (http://host/bucket/key): MinIO with a hostname endpoint and "
+        "most self-hosted endpoints need it.",
+    )
+    # botocore's "standard" mode retries throttling, 5xx and connection errors with jittered
+    # exponential backoff.
+    max_attempts: int = Field(5, ge=1, description="Attempts per request, the first included.")
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to open a connection.")
+    read_timeout: float = Field(60.0, gt=0, description="Seconds to wait for bytes on an open connection.")
+    # A dataset is many small images: downloading is latency-bound.
+    download_workers: int = Field(8, ge=1, description="Objects downloaded at once into the cache.")
     cache_dir: Path = Field(
-        default_factory=lambda: Path.home() / ".cache" / "anchor-opt", validation_alias="ANCHOR_OPT_CACHE_DIR"
+        default_factory=lambda: Path.home() / ".cache" / "anchor-opt",
+        validation_alias="ANCHOR_OPT_CACHE_DIR",
+        description="The local mirror of s3:// datasets and weights: <cache_dir>/s3/<bucket>/<key>.",
     )
 
     @model_validator(mode="after")
