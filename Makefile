@@ -44,6 +44,8 @@ tools: install
 # The generated references: each rewrites its section of a page (between `<!-- generated: ... -->`
 # markers) from what it describes; the tests fail when a committed page is stale.
 docs: install
+	$(PY) -m trainer.config_reference
+	$(PY) -m service.settings_reference
 	$(PY) deploy/values_table.py
 
 # TEST_WORKERS processes (pytest-xdist), one test file each at a time; TEST_WORKERS=0 runs in one.

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 if __name__ == "__main__" and str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from trainer.markdown_sections import replace_section, update_page  # noqa: E402
+from trainer.markdown_sections import replace_section, table_cell, update_page  # noqa: E402
 
 CHART = REPO / "deploy" / "helm" / "anchor-opt"
 README = CHART / "README.md"
@@ -150,12 +150,6 @@ def _code(text: str) -> str:
     return text if text == "mapping" else f"`{text}`"
 
 
-def _prose(text: str) -> str:
-    """Markdown for a cell's text: `<` and `*` outside code spans escaped, so they show as written."""
-    parts = re.split(r"(`[^`]*`)", text)
-    return "".join(part if i % 2 else re.sub(r"([<*])", r"\\\1", part) for i, part in enumerate(parts))
-
-
 def table(text: str) -> str:
     """The generated section's body: a `### section` heading and a table per section of values.yaml."""
     out: list[str] = []
@@ -171,8 +165,8 @@ def table(text: str) -> str:
         keys = ", ".join(f"`{key}`" for key in row.keys)
         shown = row.defaults[:1] if len(set(row.defaults)) == 1 else row.defaults
         defaults = ", ".join(_code(default) for default in shown)
-        cells = (keys, defaults, _prose(row.description))
-        out.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        cells = (keys, defaults, row.description)
+        out.append("| " + " | ".join(table_cell(cell) for cell in cells) + " |")
     return "\n".join(out) + "\n"
 
 

@@ -54,7 +54,8 @@ REAL_CLASSES = 100  # a real dataset's classes are unknown until it is read; COC
 LOADER_PROCESS = 128 * MiB
 LOADER_PREFETCH = 4  # batches each loader worker prepares ahead (trainer.train.batches)
 # The embedded head also runs the job's driver and Ray Train's controller and actors (~1 GiB: a whole
-# 2-worker job measured 2.2 GiB PSS, docs/ray-train-notes.md), and its own daemons and this service.
+# 2-worker job measured 2.2 GiB PSS, docs/notes/2026-11-24-ray-train-2.60.md), and its own daemons
+# and this service.
 JOB_PROCESSES = 1 * GiB
 HEAD_RESERVE = 1 * GiB
 

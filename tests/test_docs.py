@@ -13,7 +13,7 @@ PAGES = sorted(
     [
         REPO / "README.md",
         REPO / "CHANGELOG.md",
-        *(REPO / "docs").glob("*.md"),
+        *(REPO / "docs").rglob("*.md"),
         *(REPO / "deploy").rglob("README.md"),
     ]
 )
@@ -36,3 +36,13 @@ def test_the_readme_is_a_newcomers_page():
     assert len(lines) <= 250
     for needed in ("make demo", "make test", "docs/cli.md", "docs/jobs.md", "docs/data.md"):
         assert any(needed in line for line in lines), needed
+
+
+def test_every_engineering_note_is_dated_and_listed():
+    notes = REPO / "docs" / "notes"
+    index = (notes / "README.md").read_text()
+    for note in sorted(notes.glob("*.md")):
+        if note.name == "README.md":
+            continue
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-[a-z0-9.-]+\.md", note.name), note.name
+        assert f"]({note.name})" in index, f"{note.name} is not listed in docs/notes/README.md"

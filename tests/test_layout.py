@@ -20,6 +20,8 @@ SERVICE_MAY_LOAD = {
     "trainer.config_errors",  # the one-line messages of a bad setting, for the 422s, and warnings
     "trainer.config_files",  # reading job specs (the CLI client)
     "trainer.safe_yaml",
+    "trainer.config_reference",  # the settings reference's tables (docs/service-settings.md)
+    "trainer.markdown_sections",  # the generated sections of the docs
     "trainer.artifacts",
     "trainer.artifacts.plots",
     "trainer.artifacts.terminal",

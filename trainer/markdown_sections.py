@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+_CODE_SPAN = re.compile(r"(`[^`]*`)")
+
 
 def _markers(name: str) -> tuple[re.Pattern[str], str]:
     start = re.compile(rf"^<!-- generated: {re.escape(name)}\b[^\n]*-->\n", re.MULTILINE)
@@ -42,3 +44,11 @@ def update_page(path: Path, sections: dict[str, str], write: bool) -> bool:
     if write and new != old:
         path.write_text(new)
     return new == old
+
+
+def table_cell(text: str) -> str:
+    """`text` for a Markdown table cell, shown as written: whitespace collapsed, `|` escaped, and `<`
+    and `*` escaped outside code spans (GitHub would take `<uid>` for a tag, `AWS_*` for emphasis)."""
+    parts = _CODE_SPAN.split(" ".join(text.split()))
+    text = "".join(part if i % 2 else re.sub(r"([<*])", r"\\\1", part) for i, part in enumerate(parts))
+    return text.replace("|", "\\|")

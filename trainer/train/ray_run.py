@@ -9,7 +9,7 @@ last committed checkpoint, so the step count continues where it was. Everything 
 writes goes through trainer.contract.storage from rank 0 (trainer.train.loop).
 
 With no cluster address (argument or RAY_ADDRESS) a local Ray is started, sized to this machine.
-Measured behaviour this builds on: docs/ray-train-notes.md.
+Measured behaviour this builds on: docs/notes/2026-11-24-ray-train-2.60.md.
 
 Waiting for resources: trainer.train.ray_resources.
 """

@@ -59,7 +59,8 @@ def test_every_restart_is_counted_even_of_attempts_that_died_before_reporting(ra
     spec = JobSpec.model_validate(small_config("optim.epochs=1").model_dump() | {"resources": resources})
     job = store.create(spec).id
     # A second after the training function starts, before it reads data or reports: dying in the same
-    # instant races Ray Train 2.60's launch of the function, and loses the run (docs/ray-train-notes.md).
+    # instant races Ray Train 2.60's launch of the function, and loses the run
+    # (docs/notes/2026-11-24-ray-train-2.60.md).
     fault = {"rank": 0, "step": 0, "marker": str(tmp_path / "died"), "times": 2, "delay_s": 1.0}
     status = run_job(job, store.storage.uri, StorageSettings(), fault=fault)
     assert status.state is JobState.SUCCEEDED, status.error
