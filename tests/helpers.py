@@ -74,7 +74,7 @@ def make_yolo_dataset(root, num_train: int = 24, num_val: int = 8, size: int = 9
 
     from PIL import Image
 
-    from trainer.config import SyntheticConfig
+    from trainer.config_data import SyntheticConfig
     from trainer.data.synthetic import render_image
 
     root = Path(root)

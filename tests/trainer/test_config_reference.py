@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from trainer.config import ShapeComponent
+from trainer.config_data import ShapeComponent
 from trainer.config_reference import (
     PAGE,
     SECTION,

@@ -1,6 +1,6 @@
 import torch
 
-from trainer.config import SyntheticConfig
+from trainer.config_data import SyntheticConfig
 from trainer.data.batching import collate
 from trainer.data.synthetic import SyntheticShapes, build_synthetic
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from pydantic import Field
 
-from trainer.config import TrainConfig, _Section
+from trainer.config import TrainConfig
+from trainer.config_base import _Section
 
 
 class JobState(StrEnum):

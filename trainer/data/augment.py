@@ -21,7 +21,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations checks 
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 
-from trainer.config import AugmentConfig  # noqa: E402
+from trainer.config_data import AugmentConfig  # noqa: E402
 
 PAD_VALUE = 114  # the grey YOLO pads with
 

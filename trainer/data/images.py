@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from trainer.config import AugmentConfig
+from trainer.config_data import AugmentConfig
 from trainer.data.augment import Letterbox, apply, jitter_transform, letterbox_transform
 from trainer.data.records import DataError, DetectionSet, ImageRecord
 from trainer.data.root import DataRoot

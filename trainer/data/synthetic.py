@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from trainer.config import SyntheticConfig
+from trainer.config_data import SyntheticConfig
 from trainer.data.records import size_range
 
 _HUES = np.array([[220, 60, 50], [60, 200, 70], [60, 90, 230]], dtype=np.float32)  # per class

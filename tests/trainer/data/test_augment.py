@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from trainer.config import AugmentConfig
+from trainer.config_data import AugmentConfig
 from trainer.data.augment import PAD_VALUE, Letterbox, apply, jitter_transform, letterbox_transform
 
 

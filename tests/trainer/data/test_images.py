@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tests.helpers import make_yolo_dataset
-from trainer.config import AugmentConfig
+from trainer.config_data import AugmentConfig
 from trainer.data.images import ImageDataset
 from trainer.data.records import DataError, DetectionSet, ImageRecord
 from trainer.data.sources import open_dataset
