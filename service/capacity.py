@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainer.config import BACKBONE_STRIDES
 from trainer.contract.spec import RESOURCE_WAIT_ENV, JobSpec
 
 if TYPE_CHECKING:
@@ -112,7 +111,8 @@ def estimate_memory(spec: JobSpec) -> MemoryEstimate:
     synthetic = spec.data.is_synthetic
     classes = spec.data.synthetic.num_classes if synthetic else REAL_CLASSES
     scale = max(0.6, width) if backbone == "tiny" else 1.0  # tiny's channels grow with width, at least 8
-    head = HEAD_COPIES * spec.anchors.num * (5 + classes) * 4 / BACKBONE_STRIDES[backbone] ** 2
+    # The raw predictions of every level (one level: the backbone's stride).
+    head = HEAD_COPIES * spec.anchors.num * (5 + classes) * 4 * sum(1 / st**2 for st in spec.strides)
     shape = ("optim.batch_size", "model.image_size", "model.backbone", "model.width")
     train_px = px
     if spec.model.multiscale.enabled:  # training steps run at up to the range's largest side
@@ -142,17 +142,27 @@ def estimate_memory(spec: JobSpec) -> MemoryEstimate:
 
 def model_parameters(spec: JobSpec, classes: int) -> int:
     """The detector's parameter count (trainer.model.detector: conv weights, batch-norm scale and shift, the
-    head's 1x1 conv, the anchors), from its architecture."""
+    head's 1x1 conv, the anchors; with model.levels the neck of trainer.model.neck and a head per level),
+    from its architecture."""
     if spec.model.backbone == "tiny":
         c = [max(8, int(n * spec.model.width)) for n in (16, 32, 64, 64, 128, 128)]
         layers = [(3, 3, c[0])] + [(3, a, b) for a, b in zip(c, c[1:], strict=False)]
-        out = c[-1]
+        out, maps, neck = c[-1], {8: c[3], 16: c[5]}, max(8, int(64 * spec.model.width))
     else:
         layers = [(k, a, b) for k, a, b in _DARKNET19]
-        out = 1024
+        out, maps, neck = 1024, {8: 256, 16: 512, 32: 1024}, 256
+    a, per_anchor = spec.anchors.num, 5 + classes
+    if spec.model.levels is not None:  # the neck: stride-2 layers past the deepest map, lateral, smooth
+        deepest = max(maps)
+        while deepest < max(spec.model.levels):
+            layers.append((3, maps[deepest], maps[deepest]))
+            maps[deepest * 2] = maps[deepest]
+            deepest *= 2
+        layers += [(1, maps[s], neck) for s in spec.model.levels] + [(3, neck, neck)] * len(spec.model.levels)
+        out = neck
     convs = sum(k * k * cin * cout + 2 * cout for k, cin, cout in layers)
-    a = spec.anchors.num
-    return convs + out * a * (5 + classes) + a * (5 + classes) + 2 * a + 2 * a  # head, its BN scale, anchors
+    heads = len(spec.strides) * (out * a * per_anchor + a * per_anchor + 2 * a)  # 1x1 conv, bias, BN scale
+    return convs + heads + 2 * spec.total_anchors  # and the anchors
 
 
 # Darknet-19 with YOLOv2's detection layers: (kernel, in, out) of every conv

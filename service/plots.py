@@ -39,6 +39,8 @@ class AnchorPlots:
             image_size=snapshots[-1].image_size,
             true_shapes=self._true_shapes(job_id),
             title=f"job {job_id}: anchors at step {snapshots[-1].step} of {snapshots[-1].total_steps}",
+            levels=snapshots[-1].levels,
+            strides=snapshots[-1].strides,
         )
         with self._lock:
             self._cache[key] = picture

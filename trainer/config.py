@@ -25,6 +25,11 @@ from trainer.config_optim import OptimConfig
 
 # Input pixels per grid cell of each backbone (trainer.model.detector builds them with these strides).
 BACKBONE_STRIDES = {"tiny": 16, "darknet19": 32}
+# The strides model.levels may name: 8 is the finest map either backbone has, 64 one extra
+# stride-2 layer past darknet19's last.
+LEVEL_STRIDES = (8, 16, 32, 64)
+# With model.levels and no anchors.num given, each level gets three anchors, as YOLOv3's nine on three.
+ANCHORS_PER_LEVEL = 3
 
 
 class MultiScaleConfig(_Section):
@@ -94,6 +99,15 @@ class ModelConfig(_Section):
         description="Like `data.allowed_root`, for `model.pretrained`: a folder or `s3://bucket/prefix` "
         "it must lie in (the service sets it). None: no such check.",
     )
+    levels: list[Literal[8, 16, 32, 64]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4,
+        description="Strides of the feature levels to predict at, ascending, e.g. [8, 16, 32]: an "
+        "FPN-style neck on the backbone and a YOLO head per level, `anchors.num` anchors on each (3 "
+        "when not given), one anchor parameter over all levels (docs/levels.md). None: one level at the "
+        "backbone's stride, YOLOv2's head.",
+    )
     reorg: Literal["space_to_depth", "darknet"] = Field(
         default="space_to_depth",
         description="How darknet19's passthrough folds into 4x the channels. space_to_depth: "
@@ -104,7 +118,13 @@ class ModelConfig(_Section):
 
 class AnchorConfig(_Section):
     # YOLOv2 uses 5.
-    num: int = Field(default=5, ge=1, le=32, description="A, the number of anchors per grid cell.")
+    num: int = Field(
+        default=5,
+        ge=1,
+        le=32,
+        description="A, the number of anchors per grid cell, on each level with `model.levels` (then 3 "
+        "when not given).",
+    )
     init: Literal["identical", "uniform", "kmeans", "list"] = Field(
         default="kmeans",
         description="How the anchors start. identical: all equal to `anchors.size`; uniform: spread "
@@ -118,12 +138,13 @@ class AnchorConfig(_Section):
         description="Side in pixels of the square every anchor starts as with `init: identical`. None: "
         "the training boxes' geometric mean shape.",
     )
-    # As many pairs as anchors.num, so at most 32.
+    # As many pairs as anchors, so at most 4 levels of 32.
     values: list[tuple[Side, Side]] | None = Field(
         default=None,
-        max_length=32,
+        max_length=128,
         description="The anchors for `init: list`, as `[[w, h], ...]` in pixels at the input size, one pair "
-        "per anchor.",
+        "per anchor: anchors.num, times the number of levels with `model.levels` (sorted by area and "
+        "split into levels, the smallest on the finest).",
     )
     learn: bool = Field(
         default=True,
@@ -137,14 +158,18 @@ class AnchorConfig(_Section):
         description="The anchors' own learning rate, in log-space units per step under Adam.",
     )
     seed: int = Field(default=0, **SEED, description="Seed of the k-means initialisation (`init: kmeans`).")
+    level_order: Literal["area", "none"] = Field(
+        default="area",
+        description="With `model.levels`: what keeps small anchors on fine levels while they learn. "
+        "area: at every snapshot, anchors that have outgrown (or shrunk below) their level trade "
+        "places so the levels stay ordered by area, finest smallest (docs/levels.md); none: each "
+        "anchor stays on the level it started on.",
+    )
 
     @model_validator(mode="after")
     def _check_values(self) -> AnchorConfig:
-        if self.init == "list":
-            if not self.values:
-                raise ValueError("anchors.values must list (w, h) pairs when anchors.init is 'list'")
-            if len(self.values) != self.num:
-                raise ValueError(f"anchors.values has {len(self.values)} pairs but anchors.num is {self.num}")
+        if self.init == "list" and not self.values:
+            raise ValueError("anchors.values must list (w, h) pairs when anchors.init is 'list'")
         return self
 
 
@@ -335,12 +360,26 @@ class TrainConfig(_Section):
     )
 
     @model_validator(mode="after")
+    def _check_levels(self) -> TrainConfig:
+        levels = self.model.levels
+        if levels is not None:
+            if list(levels) != sorted(set(levels)):
+                raise ValueError(f"model.levels={list(levels)} must be distinct strides in ascending order")
+            if "num" not in self.anchors.model_fields_set:
+                self.anchors.num = ANCHORS_PER_LEVEL
+        a = self.anchors
+        if a.init == "list" and a.values and len(a.values) != self.total_anchors:
+            per = f"{a.num} on each of {len(levels)} model.levels" if levels else f"anchors.num is {a.num}"
+            raise ValueError(f"anchors.values has {len(a.values)} pairs but {per}")
+        return self
+
+    @model_validator(mode="after")
     def _check_stride(self) -> TrainConfig:
-        stride = BACKBONE_STRIDES[self.model.backbone]
+        stride = self.coarsest_stride
+        what = "coarsest level's stride" if self.model.levels else f"{self.model.backbone} stride"
         if self.model.image_size % stride:
             raise ValueError(
-                f"model.image_size={self.model.image_size} must be a multiple of the "
-                f"{self.model.backbone} stride ({stride})"
+                f"model.image_size={self.model.image_size} must be a multiple of the {what} ({stride})"
             )
         ms = self.model.multiscale
         for name, value in (("min_size", ms.min_size), ("max_size", ms.max_size)):
@@ -354,9 +393,23 @@ class TrainConfig(_Section):
         return self
 
     @property
+    def strides(self) -> list[int]:
+        """The stride of each level the detector predicts at, finest first (one without model.levels)."""
+        return list(self.model.levels or [BACKBONE_STRIDES[self.model.backbone]])
+
+    @property
+    def coarsest_stride(self) -> int:
+        return max(self.strides)
+
+    @property
+    def total_anchors(self) -> int:
+        """Anchors over all levels: anchors.num on each."""
+        return self.anchors.num * len(self.strides)
+
+    @property
     def multiscale_range(self) -> tuple[int, int]:
         """(smallest, largest) training input side when model.multiscale is on, in pixels."""
-        stride, size, ms = BACKBONE_STRIDES[self.model.backbone], self.model.image_size, self.model.multiscale
+        stride, size, ms = self.coarsest_stride, self.model.image_size, self.model.multiscale
         low = ms.min_size if ms.min_size is not None else max(stride, size - 3 * stride)
         high = ms.max_size if ms.max_size is not None else size + 6 * stride
         return low, high

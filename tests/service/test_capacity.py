@@ -148,10 +148,13 @@ def test_the_parameter_count_is_the_models():
     from trainer.model.detector import Detector
 
     cases = [({}, 3), ({"model": {"backbone": "darknet19"}}, 80), ({"model": {"width": 0.5}}, 1),
-             ({"model": {"width": 4}, "anchors": {"num": 9}}, 20)]  # fmt: skip
+             ({"model": {"width": 4}, "anchors": {"num": 9}}, 20),
+             ({"model": {"levels": [8, 16, 32]}}, 3), ({"model": {"levels": [16, 32, 64], "width": 0.5}}, 2),
+             ({"model": {"backbone": "darknet19", "levels": [8, 16, 32, 64]},
+               "anchors": {"num": 2}}, 80)]  # fmt: skip
     for sections, classes in cases:
         job = spec(**sections)
-        model = Detector(job.train_config(), torch.full((job.anchors.num, 2), 16.0), classes)
+        model = Detector(job.train_config(), torch.full((job.total_anchors, 2), 16.0), classes)
         assert model_parameters(job, classes) == sum(p.numel() for p in model.parameters()), sections
 
 

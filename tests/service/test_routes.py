@@ -438,3 +438,33 @@ def test_an_ended_job_can_be_deleted_with_everything_it_wrote(api, a, b):
     _problem(a.get(f"/jobs/{job}"), 404)
     assert job not in [j["id"] for j in a.get("/jobs", params={"limit": 500}).json()["items"]]
     _problem(a.delete(f"/jobs/{job}"), 404)
+
+
+@pytest.fixture(scope="module")
+def trained_on_levels(api):
+    """A job of team-a with three levels, trained (in this process) into its prefix of the store."""
+    _, store, _, _ = api
+    cfg = small_config("optim.epochs=1", "model.levels=[8, 16, 32]", "output.snapshot_every=4")
+    record = store.create(JobSpec.model_validate(cfg.model_dump()), submitted_by="team-a")
+    train(cfg, store.run_uri(record.id))
+    return record.id
+
+
+def test_levels_are_accepted_checked_and_every_anchor_is_served_with_its_level(a, trained_on_levels):
+    spec = SPEC | {"model": {"levels": [8, 16, 32], "image_size": 128}}
+    created = a.post("/jobs", json=spec)
+    assert created.status_code == 201, created.text
+    full = a.get(created.json()["links"]["self"]).json()
+    assert full["spec"]["model"]["levels"] == [8, 16, 32] and full["spec"]["anchors"]["num"] == 3  # 3 a level
+    _problem(a.post("/jobs", json=SPEC | {"model": {"levels": [32, 16]}}), 422, "model.levels", "ascending")
+    _problem(a.post("/jobs", json=SPEC | {"model": {"levels": [12]}}), 422, "model.levels")
+    snaps = a.get(f"/jobs/{trained_on_levels}/anchors").json()["snapshots"]
+    for snap in snaps:
+        assert snap["strides"] == [8, 16, 32] and snap["levels"] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+        assert len(snap["anchors"]) == len(snap["anchors_cells"]) == len(snap["assign_counts"] or [0] * 9) == 9
+        for (w, h), (cw, ch), level in zip(snap["anchors"], snap["anchors_cells"], snap["levels"], strict=True):
+            assert cw == pytest.approx(w / [8, 16, 32][level], abs=2e-3)
+    result = a.get(f"/jobs/{trained_on_levels}/result").json()["result"]
+    assert result["strides"] == [8, 16, 32] and result["levels"] == snaps[-1]["levels"]
+    plot = a.get(f"/jobs/{trained_on_levels}/anchors/plot.png")
+    assert plot.status_code == 200 and plot.content.startswith(PNG)

@@ -73,7 +73,7 @@ def _unbounded(schema: dict, defs: dict, path: str = "") -> list[str]:
     for option in schema.get("anyOf", []):
         found += _unbounded(option, defs, path)
     kind = schema.get("type")
-    if kind in ("integer", "number") and not {"maximum", "exclusiveMaximum"} & schema.keys():
+    if kind in ("integer", "number") and not {"maximum", "exclusiveMaximum", "enum"} & schema.keys():
         found.append(path)
     if kind == "string" and "enum" not in schema and "maxLength" not in schema:
         found.append(path)
@@ -103,7 +103,7 @@ def test_every_field_is_bounded():
         ("data.synthetic.num_train=100001", "data.synthetic.num_train"),
         ("data.synthetic.max_objects=101", "data.synthetic.max_objects"),
         ("data.synthetic.shapes=[" + ", ".join(["{w: 8, h: 8}"] * 65) + "]", "data.synthetic.shapes"),
-        ("anchors.values=[" + ", ".join(["[8, 8]"] * 33) + "]", "anchors.values"),
+        ("anchors.values=[" + ", ".join(["[8, 8]"] * 129) + "]", "anchors.values"),
         ("anchors.values=[[8, 8193]]", "anchors.values.0.1"),
         ("model.image_size=2080", "model.image_size"),
         ("optim.batch_size=1025", "optim.batch_size"),
@@ -172,3 +172,17 @@ def test_schedule_warnings_say_when_a_warm_up_outlasts_the_run():
     )
     real = load_config(None, ["data.source=/data/voc", "optim.epochs=1"])
     assert schedule_warnings(real) == []  # unknown until the set is read (the run logs it then)
+
+
+def test_levels_are_ascending_strides_with_three_anchors_each_unless_told():
+    cfg = load_config(None, ["model.levels=[8, 16, 32]", "model.image_size=416"])
+    assert cfg.strides == [8, 16, 32] and cfg.anchors.num == 3 and cfg.total_anchors == 9
+    assert load_config(None, ["model.levels=[16, 32]", "anchors.num=4"]).total_anchors == 8
+    one = load_config(None, [])
+    assert one.model.levels is None and one.strides == [16] and one.total_anchors == one.anchors.num == 5
+    with pytest.raises(ValueError, match=r"model.levels=\[32, 8\] must be distinct strides in ascending order"):
+        load_config(None, ["model.levels=[32, 8]"])
+    with pytest.raises(ValueError, match="model.levels"):
+        load_config(None, ["model.levels=[4, 8]"])  # no backbone has a stride-4 map
+    with pytest.raises(ValueError, match=r"image_size=144 must be a multiple of the coarsest level's stride \(32\)"):
+        load_config(None, ["model.levels=[8, 16, 32]", "model.image_size=144"])

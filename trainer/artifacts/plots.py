@@ -67,6 +67,20 @@ def _anchor_colours(a: int) -> list[Any]:
     return [colormaps["turbo"](x) for x in np.linspace(0.05, 0.95, a)]
 
 
+# Each level's anchors in shades of its own colour, finest level first.
+_LEVEL_CMAPS = ("Blues", "Oranges", "Greens", "Purples")
+
+
+def _level_colours(levels: Sequence[int]) -> list[Any]:
+    """Anchor k's colour: a shade of its level's colour, darker for the later anchors of a level."""
+    out = []
+    for k, level in enumerate(levels):
+        mates = [j for j, other in enumerate(levels) if other == level]
+        shade = 0.55 + 0.35 * mates.index(k) / max(1, len(mates) - 1)
+        out.append(colormaps[_LEVEL_CMAPS[level % len(_LEVEL_CMAPS)]](shade))
+    return out
+
+
 def plot_anchors(
     boxes_wh: Any,
     anchor_paths: Any,
@@ -77,6 +91,8 @@ def plot_anchors(
     marker_sets: Mapping[str, Any] | None = None,
     path_labels: tuple[str, str] = ("init", "learned"),
     note: str | None = None,
+    levels: Sequence[int] | None = None,
+    strides: Sequence[int] | None = None,
 ) -> bytes:
     """Draws box-shape density with the anchors' paths over it; returns the PNG.
 
@@ -89,6 +105,9 @@ def plot_anchors(
         marker and legend entry (e.g. a k-means or a published set to compare with).
     path_labels: legend names of the paths' start and end markers.
     note: the small text under the legend (default: counts of boxes, anchors and snapshots).
+    levels, strides: each anchor's level index into `strides` (trainer.model.levels). With more
+        than one level, anchors are coloured by level and each level's stride is marked as a
+        square (stride x stride) with dashed lines in the margins; one level draws as without them.
     """
     boxes = np.asarray(boxes_wh, dtype=float).reshape(-1, 2)
     boxes = boxes[np.isfinite(boxes).all(1) & (boxes > 0).all(1)]
@@ -100,8 +119,10 @@ def plot_anchors(
     truth = None if true_shapes is None else np.asarray(true_shapes, dtype=float).reshape(-1, 2)
     extra = {name: np.asarray(wh, dtype=float).reshape(-1, 2) for name, wh in (marker_sets or {}).items()}
 
+    several = levels is not None and strides is not None and len(set(levels)) > 1
+    marks = np.array([[s, s] for s in strides], dtype=float) if several else np.zeros((0, 2))
     pts = np.concatenate(
-        [boxes, paths.reshape(-1, 2), *extra.values()] + ([truth] if truth is not None else [])
+        [boxes, paths.reshape(-1, 2), marks, *extra.values()] + ([truth] if truth is not None else [])
     )
     pts = pts[np.isfinite(pts) & (pts > 0)]
     cap = max(4.0 * image_size, 4.0)  # limits cover every point with a margin, within [1, cap]
@@ -133,7 +154,7 @@ def plot_anchors(
         right.set_xticks([])
     ax.plot([lo, hi], [lo, hi], ls=":", lw=0.8, color="0.7", zorder=1)  # w = h
 
-    colours = _anchor_colours(paths.shape[1])
+    colours = _level_colours(levels) if several else _anchor_colours(paths.shape[1])
     moved = paths.shape[0] > 1  # one snapshot has no start distinct from its end
     for k, c in enumerate(colours):
         wk, hk = paths[:, k, 0], paths[:, k, 1]
@@ -146,13 +167,30 @@ def plot_anchors(
     end = Line2D([], [], ls="", marker="o", color="0.45", mec="black", mew=0.7, ms=9, label=path_labels[1])
     start = Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", mew=1.3, ms=8, label=path_labels[0])
     handles = [start, end] if moved else [end]
+    if several:
+        for level, stride in enumerate(strides):
+            c = colormaps[_LEVEL_CMAPS[level % len(_LEVEL_CMAPS)]](0.75)
+            ax.plot(stride, stride, "s", mfc="none", mec=c, mew=1.6, ms=11, zorder=4)
+            top.axvline(stride, color=c, lw=1.0, ls="--")
+            right.axhline(stride, color=c, lw=1.0, ls="--")
+            n = list(levels).count(level)
+            label = f"P{stride.bit_length() - 1}/{stride}: {n} anchor{'s' * (n != 1)}"
+            handles.append(
+                Line2D([], [], ls="", marker="o", color=c, mec="black", mew=0.7, ms=8, label=label)
+            )
+        handles.append(
+            Line2D([], [], ls="", marker="s", mfc="none", mec="0.3", mew=1.4, ms=9, label="stride")
+        )
     for (name, wh), style in zip(extra.items(), itertools.cycle(_SET_MARKERS), strict=False):
         ax.plot(wh[:, 0], wh[:, 1], ls="", zorder=6, **style)
         handles.append(Line2D([], [], ls="", label=name, **style))
     if truth is not None and len(truth):
         ax.plot(truth[:, 0], truth[:, 1], "x", color="black", ms=7, mew=1.6, zorder=6)
         handles.append(Line2D([], [], ls="", marker="x", color="black", ms=7, mew=1.6, label="true shapes"))
-    corner.legend(handles=handles, loc="center", frameon=False, fontsize=9 if len(handles) <= 3 else 8)
+    size = 9 if len(handles) <= 3 else 8 if len(handles) <= 5 else 7
+    corner.legend(
+        handles=handles, loc="upper center" if len(handles) > 5 else "center", frameon=False, fontsize=size
+    )
     if note is None:
         (t, a), n = paths.shape[:2], len(boxes)
         note = f"{n} box{'es' * (n != 1)}\n{a} anchor{'s' * (a != 1)}, {t} snapshot{'s' * (t != 1)}"

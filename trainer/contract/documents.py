@@ -84,9 +84,11 @@ class AnchorSnapshot(_Document):
     total_steps: int
     phase: str  # "warmup" (soft assignment and clustering on) or "main"
     image_size: int
-    stride: int
-    anchors: list[list[float]]  # [A][w, h] pixels at the input size
-    anchors_cells: list[list[float]]  # the same in grid cells (darknet's unit)
+    stride: int  # one level's; with model.levels the coarsest (input sides are multiples of it)
+    strides: list[int] | None = None  # each level's stride, finest first (None: written before levels)
+    levels: list[int] | None = None  # each anchor's level index into `strides`
+    anchors: list[list[float]]  # [L * A][w, h] pixels at the input size, level after level
+    anchors_cells: list[list[float]]  # the same in grid cells (darknet's unit), each at its level
     fit: FitMetrics  # on the augmented boxes rank 0 trained on since the previous snapshot
     fit_dataset: FitMetrics | None = None  # on every training box, unaugmented (letterboxed)
     assign_counts: list[float] | None = None  # boxes per anchor since the previous snapshot, all ranks
@@ -120,7 +122,9 @@ class JobResult(_Document):
     epochs: int
     elapsed_s: float
     image_size: int
-    stride: int
+    stride: int  # one level's; with model.levels the coarsest
+    strides: list[int] | None = None  # each level's stride, finest first (None: written before levels)
+    levels: list[int] | None = None  # each anchor's level index into `strides`
     anchors: ResultAnchors
     fit: dict[str, FitMetrics]  # "init", "final"
     eval: dict | None = None

@@ -5,9 +5,12 @@ P(class | object), and each (box, class) pair above the confidence threshold is 
 box can be detected as several classes (a dog that may be a cat). The `pre_nms_top` best pairs of
 an image go through NMS, per class (trainer.model.nms: no host-device sync per box), and the
 `max_detections` best survivors are the image's detections. The whole batch is processed at once.
+With several levels (model.levels) every level's boxes are candidates together, as in YOLOv3.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -32,11 +35,29 @@ def decode_boxes(pred: Tensor, log_anchors: Tensor, stride: int) -> Tensor:
     return cxcywh_to_xyxy(torch.stack([cx, cy, wh[..., 0], wh[..., 1]], dim=-1))
 
 
+def decode_levels(
+    pred: Tensor | Sequence[Tensor], log_anchors: Tensor, stride: int | Sequence[int]
+) -> tuple[Tensor, Tensor]:
+    """All levels' boxes and raw outputs, level after level: ([B, P, 4] xyxy px, [B, P, 5 + C]).
+
+    `pred` is one level's [B, A, H, W, 5 + C] or a sequence of them (finest first), `stride` its
+    stride or theirs, `log_anchors` [L * A, 2] with level l's anchors in rows l*A .. (l+1)*A - 1.
+    """
+    preds = [pred] if isinstance(pred, Tensor) else list(pred)
+    strides = [stride] if isinstance(stride, int) else list(stride)
+    per = log_anchors.shape[0] // len(preds)
+    boxes, raw = [], []
+    for level, (p, s) in enumerate(zip(preds, strides, strict=True)):
+        boxes.append(decode_boxes(p, log_anchors[level * per : (level + 1) * per], s).flatten(1, 3))
+        raw.append(p.flatten(1, 3))
+    return torch.cat(boxes, 1), torch.cat(raw, 1)
+
+
 @torch.no_grad()
 def postprocess(
-    pred: Tensor,
+    pred: Tensor | Sequence[Tensor],
     log_anchors: Tensor,
-    stride: int,
+    stride: int | Sequence[int],
     conf_threshold: float = 0.01,
     nms_iou: float = 0.45,
     max_detections: int = 100,
@@ -49,13 +70,15 @@ def postprocess(
     docstring); boxes are clipped to the image, NMS runs per class over an image's `pre_nms_top`
     best pairs, and the `max_detections` best are kept.
     """
-    b, num_classes = pred.shape[0], pred.shape[-1] - 5
-    height, width = pred.shape[2] * stride, pred.shape[3] * stride
-    upper = torch.tensor([width, height, width, height], dtype=pred.dtype, device=pred.device)
-    boxes = decode_boxes(pred, log_anchors, stride).view(b, -1, 4)
+    first = pred if isinstance(pred, Tensor) else pred[0]
+    first_stride = stride if isinstance(stride, int) else stride[0]
+    b, num_classes = first.shape[0], first.shape[-1] - 5
+    height, width = first.shape[2] * first_stride, first.shape[3] * first_stride
+    upper = torch.tensor([width, height, width, height], dtype=first.dtype, device=first.device)
+    boxes, raw = decode_levels(pred, log_anchors, stride)  # [B, P, 4], [B, P, 5 + C]
     boxes = boxes.clamp(min=torch.zeros_like(upper), max=upper)  # inside the image
     # [B, boxes x classes]: pair p * C + c is box p's score for class c
-    scores = (pred[..., 4:5].sigmoid() * pred[..., 5:].softmax(-1)).view(b, -1)
+    scores = (raw[..., 4:5].sigmoid() * raw[..., 5:].softmax(-1)).reshape(b, -1)
     top, pair = scores.topk(min(pre_nms_top, scores.shape[1]), dim=1)  # sorted, best first
     labels = pair % num_classes
     cand = boxes.gather(1, (pair // num_classes).unsqueeze(-1).expand(-1, -1, 4))

@@ -44,6 +44,14 @@ class TinyBackbone(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
 
+    def features(self, x: Tensor) -> dict[int, Tensor]:
+        """{stride: feature map}: the stride-8 map (after the third stride-2 layer) and the output."""
+        fine = self.layers[:4](x)
+        return {8: fine, 16: self.layers[4:](fine)}
+
+    def feature_channels(self) -> dict[int, int]:
+        return {8: self.layers[3][0].out_channels, 16: self.out_channels}
+
 
 def _space_to_depth(x: Tensor, block: int = 2) -> Tensor:
     """YOLOv2's reorg: [B, C, H, W] -> [B, C * block^2, H / block, W / block]."""
@@ -99,10 +107,19 @@ class Darknet19(nn.Module):
         self.out_channels = 1024
 
     def forward(self, x: Tensor) -> Tensor:
-        fine = self.stage1(x)
+        return self.features(x)[32]
+
+    def features(self, x: Tensor) -> dict[int, Tensor]:
+        """{stride: feature map}: 8 (the last 256-channel layer before the fourth pool), 16 (the
+        passthrough's 26x26 source at 416 px) and 32 (the fused output)."""
+        s8 = self.stage1[:11](x)
+        fine = self.stage1[11:](s8)
         coarse = self.stage2(fine)
         fold = darknet_reorg if self.reorg == "darknet" else _space_to_depth
-        return self.fuse(torch.cat([fold(self.passthrough(fine)), coarse], dim=1))
+        return {8: s8, 16: fine, 32: self.fuse(torch.cat([fold(self.passthrough(fine)), coarse], dim=1))}
+
+    def feature_channels(self) -> dict[int, int]:
+        return {8: 256, 16: 512, 32: self.out_channels}
 
 
 class ShiftFreeBatchNorm(nn.Module):
@@ -151,24 +168,45 @@ class YoloHead(nn.Module):
 
 
 class Detector(nn.Module):
-    """Backbone + head + anchors. `forward` returns (raw predictions, anchors' log w-h).
+    """Backbone + head(s) + anchors. `forward` returns (raw predictions, anchors' log w-h).
 
-    The anchors go through `forward` so that DDP sees them used like any other parameter.
+    One level (no model.levels): YOLOv2's head on the backbone's output, predictions one tensor.
+    Several levels: an FPN-style neck (trainer.model.neck) and a head per level, predictions a tuple
+    with one tensor per level, finest first; level l uses anchor rows l*A .. (l+1)*A - 1
+    (trainer.model.levels). The anchors go through `forward` so that DDP sees them used like any
+    other parameter.
     """
 
     def __init__(self, cfg: TrainConfig, anchors_wh: Tensor, num_classes: int):
         super().__init__()
+        from trainer.model.neck import FeaturePyramid
+
         if cfg.model.backbone == "darknet19":
             self.backbone: nn.Module = Darknet19(cfg.model.reorg)
         else:
             self.backbone = TinyBackbone(cfg.model.width)
-        self.stride: int = self.backbone.stride
+        self.strides: list[int] = cfg.strides
+        self.stride: int = max(self.strides)  # what the input side must be a multiple of
         self.num_classes = num_classes  # from the dataset
-        self.head = YoloHead(
-            self.backbone.out_channels, cfg.anchors.num, self.num_classes, cfg.tricks.bn_no_shift
-        )
+        a, bn = cfg.anchors.num, cfg.tricks.bn_no_shift
+        if cfg.model.levels is None:
+            self.neck = None
+            self.head = YoloHead(self.backbone.out_channels, a, self.num_classes, bn)
+        else:
+            self.neck = FeaturePyramid(self.backbone, self.strides, cfg.model.width)
+            self.heads = nn.ModuleList(YoloHead(self.neck.channels, a, num_classes, bn) for _ in self.strides)
         self.anchors = Anchors(anchors_wh, learn=cfg.anchors.learn)
+        if self.anchors.num != a * len(self.strides):
+            raise ValueError(
+                f"{self.anchors.num} anchors for {len(self.strides)} level(s) of anchors.num={a}"
+            )
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """images float [B, 3, S, S] in [0, 1] -> ([B, A, S/stride, S/stride, 5 + C], [A, 2] log px)."""
-        return self.head(self.backbone(images)), self.anchors.log_wh.clone()
+    def forward(self, images: Tensor) -> tuple[Tensor | tuple[Tensor, ...], Tensor]:
+        """images float [B, 3, S, S] in [0, 1] -> (predictions, [L * A, 2] log px).
+
+        Predictions: [B, A, S/stride, S/stride, 5 + C], or with levels a tuple of those, one a level.
+        """
+        if self.neck is None:
+            return self.head(self.backbone(images)), self.anchors.log_wh.clone()
+        maps = self.neck(self.backbone.features(images))
+        return tuple(head(m) for head, m in zip(self.heads, maps, strict=True)), self.anchors.log_wh.clone()

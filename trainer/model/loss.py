@@ -10,40 +10,73 @@ each weighted by delta_jk and summed; `noobj` is BCE(objectness, 0) on every oth
 those whose decoded box already overlaps a ground truth by more than `ignore_iou` (YOLOv2).
 During warm-up, `cluster` adds eq. 11-12: lambda / (2N) sum_jk delta_jk ||log a_k - log g_j||^2,
 online k-means in log space over the N boxes of the batch.
-Box terms are summed per image and averaged over the batch (darknet's normalisation).
+Box terms are summed per image and averaged over the batch (darknet's normalisation). With several
+levels (model.levels) each level's terms are computed on its own predictions and anchors and summed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from trainer.config import LossConfig, SoftAssignConfig
-from trainer.model.assign import assign
+from trainer.model.assign import Assignment, assign_levels
 from trainer.model.boxes import box_iou
 from trainer.model.decode import decode_boxes
 
 
 def yolo_loss(
-    pred: Tensor,
+    pred: Tensor | Sequence[Tensor],
     log_anchors: Tensor,
     targets: Tensor,
-    stride: int,
+    stride: int | Sequence[int],
     cfg: LossConfig,
     soft: SoftAssignConfig | None = None,
     cluster_weight: float = 0.0,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Returns (named loss terms including `total`, detached statistics).
 
-    pred         [B, A, H, W, 5 + C] raw network output
-    log_anchors  [A, 2] log (w, h) px; gradients flow into it through `wh` and `cluster`
+    pred         [B, A, H, W, 5 + C] raw network output, or one such tensor per level (finest first)
+    log_anchors  [L * A, 2] log (w, h) px; gradients flow into it through `wh` and `cluster`
     targets      [M, 6] (image index, class, x1, y1, x2, y2) px at the input size
+    stride       the level's stride, or one per level
     soft         soft-assignment settings during warm-up, else None (hard assignment)
     cluster_weight  lambda of eq. 11 during warm-up, else 0
+
+    With several levels every box is assigned over all anchors of all levels (trainer.model.assign)
+    and each level's terms are summed; the clustering term runs over all anchors, as in one level.
     """
+    preds = [pred] if isinstance(pred, Tensor) else list(pred)
+    strides = [stride] if isinstance(stride, int) else list(stride)
+    grids = [(p.shape[2], p.shape[3]) for p in preds]
+    levels = assign_levels(targets, log_anchors, strides, grids, soft)
+    per = log_anchors.shape[0] // len(preds)
+    terms: dict[str, Tensor] = {}
+    for level, (p_l, s_l, asg) in enumerate(zip(preds, strides, levels, strict=True)):
+        part = _level_terms(p_l, log_anchors[level * per : (level + 1) * per], asg, targets, s_l, cfg)
+        terms = part if not terms else {k: terms[k] + v for k, v in part.items()}
+    delta = torch.cat([asg.weights for asg in levels], dim=1)  # [M, L * A]
+    if cluster_weight > 0:
+        log_wh = levels[0].log_wh
+        sq = (log_anchors[None] - log_wh[:, None, :]).pow(2).sum(-1)  # T_jk of eq. 12
+        terms["cluster"] = cluster_weight / (2 * max(len(log_wh), 1)) * (delta * sq).sum()
+    terms["total"] = sum(terms.values())
+
+    stats = {
+        "assign_counts": torch.bincount(delta.detach().argmax(-1), minlength=delta.shape[1]),  # per anchor
+        "num_boxes": torch.tensor(len(targets)),
+    }
+    return terms, stats
+
+
+def _level_terms(
+    pred: Tensor, log_anchors: Tensor, asg: Assignment, targets: Tensor, stride: int, cfg: LossConfig
+) -> dict[str, Tensor]:
+    """The weighted xy, wh, obj, noobj and cls terms of one level (the module docstring)."""
     b, a, h, w, _ = pred.shape
-    asg = assign(targets, log_anchors, stride, (h, w), soft)
     delta = asg.weights  # [M, A]
     p = pred[asg.batch, :, asg.gy, asg.gx]  # [M, A, 5 + C]
 
@@ -71,24 +104,13 @@ def yolo_loss(
     noobj_err = F.binary_cross_entropy_with_logits(
         pred[..., 4], torch.zeros_like(pred[..., 4]), reduction="none"
     )
-
-    terms = {
+    return {
         "xy": cfg.xy * (delta * xy_err).sum() / b,
         "wh": cfg.wh * (delta * wh_err).sum() / b,
         "obj": cfg.obj * (delta * obj_err).sum() / b,
         "noobj": cfg.noobj * (noobj_err * background).sum() / b,
         "cls": cfg.cls * (delta * cls_err).sum() / b,
     }
-    if cluster_weight > 0:
-        sq = (log_anchors[None] - asg.log_wh[:, None, :]).pow(2).sum(-1)  # T_jk of eq. 12
-        terms["cluster"] = cluster_weight / (2 * max(asg.num, 1)) * (delta * sq).sum()
-    terms["total"] = sum(terms.values())
-
-    stats = {
-        "assign_counts": torch.bincount(delta.detach().argmax(-1), minlength=a),  # boxes per anchor
-        "num_boxes": torch.tensor(asg.num),
-    }
-    return terms, stats
 
 
 @torch.no_grad()

@@ -161,7 +161,9 @@ def evaluate_model(model: Detector, dataset, cfg: TrainConfig, batch_size: int =
     for images, _ in loader:
         pred, log_anchors = model(images.to(device).float() / 255)
         ev = cfg.eval
-        found = postprocess(pred, log_anchors, model.stride, ev.conf_threshold, ev.nms_iou, ev.max_detections)
+        found = postprocess(
+            pred, log_anchors, model.strides, ev.conf_threshold, ev.nms_iou, ev.max_detections
+        )
         for d in found:
             i = len(gts)
             gt = dataset.ground_truth(i)

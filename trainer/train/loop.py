@@ -45,6 +45,7 @@ from trainer.train.batches import epoch_batches
 from trainer.train.checkpoints import checkpoint_bytes, restore_checkpoint
 from trainer.train.device import to_device, uses_amp
 from trainer.train.evaluation import evaluate_model
+from trainer.train.level_order import reorder_by_area
 from trainer.train.reporting import (
     History,
     Progress,
@@ -186,6 +187,10 @@ def run_loop(
                 curve.append({"step": state.step, **curve_window.means()})
                 curve_window = Window()
             if state.step % every == 0 or state.step % state.steps_per_epoch == 0:  # and at epoch ends
+                if cfg.anchors.level_order == "area" and (perm := reorder_by_area(state)) is not None:
+                    log.info("step %d: anchors moved level to stay ordered by area: %s", state.step, perm)
+                    if snap_window.counts is not None:  # the boxes each anchor got, in its new slot
+                        snap_window.counts = snap_window.counts[perm]
                 all_counts = session.sum(snap_window.counts).cpu()
                 if lead:
                     snap = snapshot(state, boxes_wh, snap_window, all_counts)

@@ -25,12 +25,26 @@ from trainer.contract.layout import (
 )
 from trainer.contract.writer import RunWriter
 from trainer.model.anchors import anchor_fit, matched_log_error, pixels_to_cells
+from trainer.model.levels import anchor_levels, anchor_strides
 from trainer.train.state import TrainState
 
 
 def anchors_px(state: TrainState) -> Tensor:
     """The anchors (w, h) in pixels at the input size, detached, on CPU."""
     return state.model.anchors.wh().detach().float().cpu()
+
+
+def level_fields(state: TrainState, num: int) -> dict:
+    """`stride` (one level's, or the coarsest level's: what input sides are multiples of), `strides`
+    (each level's, finest first) and `levels` (each anchor's level index, trainer.model.levels)."""
+    strides = state.model.strides
+    return {"stride": state.model.stride, "strides": strides, "levels": anchor_levels(num, len(strides))}
+
+
+def cells(wh: Tensor, state: TrainState) -> Tensor:
+    """[K, 2] px -> grid cells, each anchor divided by the stride of its own level."""
+    strides = anchor_strides(len(wh), state.model.strides)
+    return pixels_to_cells(wh, torch.tensor(strides, dtype=wh.dtype)[:, None])
 
 
 def _round(rows: Tensor, nd: int = 3) -> list[list[float]]:
@@ -73,9 +87,9 @@ def snapshot(state: TrainState, boxes_wh: Tensor, window: Window | None, counts:
         "total_steps": state.total_steps,
         "phase": "warmup" if state.in_warmup else "main",
         "image_size": state.cfg.model.image_size,
-        "stride": state.model.stride,
+        **level_fields(state, len(wh)),
         "anchors": _round(wh),  # (w, h) px at the input size
-        "anchors_cells": _round(pixels_to_cells(wh, state.model.stride)),  # darknet's grid-cell units
+        "anchors_cells": _round(cells(wh, state)),  # darknet's grid-cell units, each at its level
         "fit": anchor_fit(wh, window.seen_wh() if window else torch.zeros(0, 2)),
         "fit_dataset": anchor_fit(wh, boxes_wh),
         "assign_counts": None if counts is None else [round(float(c), 3) for c in counts.tolist()],
@@ -121,11 +135,14 @@ class History:
         from trainer.artifacts.plots import plot_anchors, plot_losses
 
         paths = torch.tensor(self.path) if self.path else anchors_px(state)[None]
+        levels = level_fields(state, paths.shape[1])
         picture = plot_anchors(
             boxes_wh.numpy(),
             paths.numpy(),
             image_size=state.cfg.model.image_size,
             true_shapes=None if true_shapes is None else true_shapes.numpy(),
+            levels=levels["levels"],
+            strides=levels["strides"],
         )
         writer.write_bytes(ANCHORS_PLOT_KEY, picture)
         writer.write_bytes(
@@ -180,11 +197,11 @@ def result(
         "epochs": state.epoch,
         "elapsed_s": round(elapsed, 2),
         "image_size": state.cfg.model.image_size,
-        "stride": state.model.stride,
+        **level_fields(state, len(final)),
         "anchors": {
             "init": _round(state.init_anchors),
             "final": _round(final),
-            "final_cells": _round(pixels_to_cells(final, state.model.stride)),
+            "final_cells": _round(cells(final, state)),
             "learned": state.cfg.anchors.learn,
         },
         "fit": {"init": anchor_fit(state.init_anchors, boxes_wh), "final": anchor_fit(final, boxes_wh)},
@@ -220,7 +237,7 @@ def result(
 
 def _matched_or_none(anchors: Tensor, true_shapes: Tensor) -> float | None:
     """Recovery error against the mixture's shapes, when there are as many anchors as shapes."""
-    if anchors.shape != true_shapes.shape or len(anchors) > 8:
+    if anchors.shape != true_shapes.shape or len(anchors) > 16:
         return None
     return round(matched_log_error(anchors, true_shapes), 4)
 

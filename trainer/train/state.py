@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from trainer.config import TrainConfig
-from trainer.model.anchors import initial_anchors
 from trainer.model.detector import Detector
+from trainer.model.levels import level_anchors
 
 
 @dataclass
@@ -142,7 +142,7 @@ def build_state(
             f"optim.batch_size={cfg.optim.batch_size} x {world_size} workers is larger than the training set "
             f"({num_train} images)"
         )
-    init = initial_anchors(cfg.anchors, train_boxes_wh)
+    init = level_anchors(cfg, train_boxes_wh)
     with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
         torch.manual_seed(cfg.seed)
         model = Detector(cfg, init, num_classes)

@@ -75,10 +75,12 @@ def train_step(
             part[:, 0] -= first
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=state.amp):
             pred, log_anchors = (state.net or model)(pixels[first : first + size])
-        pred, log_anchors = pred.float(), log_anchors.float()  # the loss and assignment in fp32
+        # the loss and assignment in fp32 (with model.levels, pred holds one tensor per level)
+        pred = pred.float() if isinstance(pred, Tensor) else tuple(p.float() for p in pred)
+        log_anchors = log_anchors.float()
         if ratio != 1.0:
             log_anchors = log_anchors + math.log(ratio)
-        terms, stats = yolo_loss(pred, log_anchors, part, model.stride, cfg.loss, soft, cluster)
+        terms, stats = yolo_loss(pred, log_anchors, part, model.strides, cfg.loss, soft, cluster)
         (terms["total"] / chunks).backward()
         for k, v in terms.items():
             totals[k] = totals.get(k, 0.0) + float(v.detach()) / chunks

@@ -63,3 +63,20 @@ def test_postprocess_caps_detections_per_image_best_first_and_keeps_images_apart
         pred[:1], log_anchors, stride=16, conf_threshold=0.05, nms_iou=0.45, max_detections=7
     )
     torch.testing.assert_close(alone["boxes"], dets[0]["boxes"])
+
+
+def test_levels_decode_each_with_its_own_stride_and_anchors_and_compete_in_one_nms():
+    from trainer.model.decode import decode_levels
+
+    fine = torch.full((1, 1, 4, 4, 6), -10.0)  # stride 8, anchor 8x8
+    coarse = torch.full((1, 1, 2, 2, 6), -10.0)  # stride 16, anchor 24x24
+    fine[..., :4] = coarse[..., :4] = 0.0  # centred in the cell, the anchor's size
+    log_anchors = torch.tensor([[8.0, 8.0], [24.0, 24.0]]).log()
+    boxes, raw = decode_levels([fine, coarse], log_anchors, [8, 16])
+    assert boxes.shape == (1, 16 + 4, 4) and raw.shape == (1, 20, 6)
+    torch.testing.assert_close(boxes[0, :16], decode_boxes(fine, log_anchors[:1], 8).view(16, 4))
+    torch.testing.assert_close(boxes[0, 16:], decode_boxes(coarse, log_anchors[1:], 16).view(4, 4))
+    fine[0, 0, 3, 3, 4] = 5.0  # a confident small box at (28, 28)
+    coarse[0, 0, 0, 0, 4] = 4.0  # and a large one at (8, 8)
+    (found,) = postprocess([fine, coarse], log_anchors, [8, 16], conf_threshold=0.5)
+    torch.testing.assert_close(found["boxes"], torch.tensor([[24.0, 24.0, 32.0, 32.0], [0.0, 0.0, 20.0, 20.0]]))

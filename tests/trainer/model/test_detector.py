@@ -95,3 +95,30 @@ def test_model_reorg_chooses_the_passthroughs_fold():
     assert Detector(cfg, torch.full((5, 2), 10.0), 3).backbone.reorg == "darknet"
     with pytest.raises(ValueError, match="model.reorg"):
         TrainConfig.model_validate({"model": {"reorg": "pixel_shuffle"}})
+
+
+@pytest.mark.parametrize(("backbone", "levels"), [("tiny", [8, 16, 32]), ("tiny", [16, 32, 64]), ("darknet19", [8, 16, 32])])
+def test_a_detector_on_levels_predicts_at_each_stride_with_its_anchors(backbone, levels):
+    cfg = small_config(f"model.backbone={backbone}", f"model.levels={levels}", "model.image_size=64")
+    assert cfg.anchors.num == 3 and cfg.total_anchors == 9  # three a level when anchors.num is not given
+    model = Detector(cfg, torch.arange(1.0, 10.0)[:, None].expand(9, 2) * 4, 2)
+    preds, log_anchors = model(torch.rand(2, 3, 64, 64))
+    assert [tuple(p.shape) for p in preds] == [(2, 3, 64 // s, 64 // s, 7) for s in levels]
+    assert model.strides == levels and model.stride == max(levels) and log_anchors.shape == (9, 2)
+    names = list(model.state_dict())
+    assert len(names) == len(set(names)) and not any(n.startswith("neck.backbone") for n in names)
+    assert sum(1 for n in names if n.startswith("heads.") and n.endswith("pred.weight")) == 3
+    sum(p.sum() for p in preds).backward()  # every head and the neck are in the graph
+    assert all(p.grad is not None for n, p in model.named_parameters() if n != "anchors.log_wh")
+
+
+def test_one_level_keeps_the_yolov2_layout_and_state_dict():
+    cfg = small_config()
+    names = set(Detector(cfg, torch.full((5, 2), 12.0), 3).state_dict())
+    assert "head.pred.weight" in names and not any(n.startswith(("neck.", "heads.")) for n in names)
+
+
+def test_anchor_count_must_match_the_levels():
+    cfg = small_config("model.levels=[8, 16]")
+    with pytest.raises(ValueError, match="5 anchors for 2 level"):
+        Detector(cfg, torch.full((5, 2), 12.0), 3)

@@ -133,3 +133,71 @@ def test_ignored_positions_match_a_brute_force_per_image_check():
         )
         assert torch.equal(got[i].reshape(-1), want)
     assert got.any() and not got[2].any()
+
+
+# --- several levels -----------------------------------------------------------------------------
+
+
+def two_levels(classes=2):
+    """Level 0: stride 8 on a 4x4 grid with anchors 8x8, 12x12; level 1: stride 16, 2x2, 32x32, 40x40."""
+    fine = torch.zeros(1, 2, 4, 4, 5 + classes, requires_grad=True)
+    coarse = torch.zeros(1, 2, 2, 2, 5 + classes, requires_grad=True)
+    log_anchors = torch.tensor([[8.0, 8.0], [12.0, 12.0], [32.0, 32.0], [40.0, 40.0]]).log().requires_grad_()
+    return fine, coarse, log_anchors
+
+
+def test_one_level_given_as_a_list_is_the_one_level_loss():
+    pred, log_anchors = setup(batch=2)
+    targets = torch.tensor([[0, 1, 3, 2, 13, 14], [1, 0, 16.5, 9, 31.5, 39]])
+    soft = SoftAssignConfig()
+    alone, _ = yolo_loss(pred, log_anchors, targets, STRIDE, LossConfig(), soft, 3.0)
+    listed, _ = yolo_loss([pred], log_anchors, targets, [STRIDE], LossConfig(), soft, 3.0)
+    assert alone.keys() == listed.keys()
+    for k in alone:
+        torch.testing.assert_close(alone[k], listed[k], rtol=0, atol=0)
+
+
+def test_hard_assignment_across_levels_puts_a_box_on_its_best_anchor_in_that_levels_cell():
+    fine, coarse, log_anchors = two_levels()
+    # a 36x36 box centred at (20, 12): best anchor 40x40? IoU 36^2/40^2 = 0.81 vs 32x32: 32^2/36^2 = 0.79
+    targets = torch.tensor([[0, 1, 2, -6, 38, 30]])
+    no_ignoring = LossConfig(ignore_iou=1.0)  # so every unassigned position is background
+    terms, stats = yolo_loss([fine, coarse], log_anchors, targets, [8, 16], no_ignoring)
+    assert stats["assign_counts"].tolist() == [0, 0, 0, 1]
+    terms["total"].backward()
+    assert log_anchors.grad[:3].abs().sum() == 0 and log_anchors.grad[3].abs().sum() > 0  # only anchor 3
+    # the box's objectness target sits at level 1, anchor 1 (global 3), cell (0, 1) = centre (20, 12) / 16
+    obj_grad = coarse.grad[..., 4]
+    assert obj_grad[0, 1, 0, 1] < 0  # pushed up: the positive
+    assert (fine.grad[..., 4] > 0).all()  # every fine position is background
+    assert (obj_grad[0, 0] > 0).all() and (obj_grad[0, 1].flatten()[[0, 2, 3]] > 0).all()
+
+
+def test_soft_assignment_across_levels_is_one_softmax_over_every_anchor():
+    fine, coarse, log_anchors = two_levels()
+    targets = torch.tensor([[0, 1, 2, -6, 38, 30], [0, 0, 4, 4, 14, 14]])
+    soft = SoftAssignConfig(temperature=0.5)
+    from trainer.model.assign import assign_levels
+
+    levels = assign_levels(targets, log_anchors, [8, 16], [(4, 4), (2, 2)], soft)
+    weights = torch.cat([lv.weights for lv in levels], 1)
+    torch.testing.assert_close(weights.sum(1), torch.ones(2))
+    expected = soft_weights(torch.tensor([[36.0, 36.0], [10.0, 10.0]]), log_anchors.detach().exp(), 0.5, "iou")
+    torch.testing.assert_close(weights, expected)
+    assert (levels[0].gx.tolist(), levels[0].gy.tolist()) == ([2, 1], [1, 1])  # centres (20, 12), (9, 9) / 8
+    assert (levels[1].gx.tolist(), levels[1].gy.tolist()) == ([1, 0], [0, 0])  # the same / 16
+    terms, _ = yolo_loss([fine, coarse], log_anchors, targets, [8, 16], LossConfig(), soft, 3.0)
+    terms["total"].backward()
+    assert (log_anchors.grad.abs().sum(1) > 0).all()  # every anchor of both levels learns from both boxes
+
+
+def test_the_clustering_term_runs_over_the_anchors_of_every_level():
+    fine, coarse, log_anchors = two_levels()
+    targets = torch.tensor([[0, 1, 2, -6, 38, 30], [0, 0, 4, 4, 14, 14]])
+    loss = LossConfig(xy=0, wh=0, obj=0, noobj=0, cls=0)
+    soft = SoftAssignConfig(temperature=0.5)
+    terms, _ = yolo_loss([fine, coarse], log_anchors, targets, [8, 16], loss, soft, 2.0)
+    boxes = torch.tensor([[36.0, 36.0], [10.0, 10.0]]).log()
+    delta = soft_weights(boxes.exp(), log_anchors.detach().exp(), 0.5, "iou")
+    expected = 2.0 / (2 * 2) * (delta * (log_anchors[None] - boxes[:, None]).pow(2).sum(-1)).sum()
+    torch.testing.assert_close(terms["cluster"], expected)
