@@ -14,7 +14,7 @@ Target: levels3_err <= 0.05, and one level clearly worse.
 
 Final line: multilevel: levels3_err=.. levels1_err=.. levels3_ap50=.. levels1_ap50=.. (and the
 fixed-order variant's figures after them)
-Usage: python bench/multilevel.py [--epochs N] [--seed S]
+Usage: python bench/multilevel.py [--epochs N] [--seed S] [--only VARIANT...] [--set KEY=VALUE]
 """
 
 import argparse
@@ -45,12 +45,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", choices=list(VARIANTS), help="run only these variants")
+    parser.add_argument("--set", action="append", default=[], help="another setting for every variant")
     args = parser.parse_args()
     cards = {}
     for name, overrides in VARIANTS.items():
         if args.only and name not in args.only:
             continue
-        cfg = load_config(None, [*COMMON, *overrides, f"optim.epochs={args.epochs}", f"seed={args.seed}"])
+        cfg = load_config(
+            None, [*COMMON, *overrides, f"optim.epochs={args.epochs}", f"seed={args.seed}", *args.set]
+        )
         _, card = train_to_end(cfg)
         cards[name] = card
         print(

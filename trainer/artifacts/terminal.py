@@ -114,8 +114,17 @@ def result_anchors(result: dict) -> Table:
     a = result["anchors"]
     return anchor_table(
         f"anchors (w x h, pixels at the {result['image_size']} px input)",
-        {"init": wh(a["init"]), "learned": wh(a["final"]), "grid cells": wh(a["final_cells"], ".2f")},
+        level_column(result)
+        | {"init": wh(a["init"]), "learned": wh(a["final"]), "grid cells": wh(a["final_cells"], ".2f")},
     )
+
+
+def level_column(doc: dict) -> dict[str, list[str]]:
+    """{"level": "P3/8" per anchor} for a run on several levels (result.json, a snapshot), else {}."""
+    strides, levels = doc.get("strides"), doc.get("levels")
+    if not strides or not levels or len(strides) < 2:
+        return {}
+    return {"level": [f"P{strides[k].bit_length() - 1}/{strides[k]}" for k in levels]}
 
 
 def snapshot_anchors(snapshots: list[dict]) -> Table:
@@ -125,7 +134,8 @@ def snapshot_anchors(snapshots: list[dict]) -> Table:
     iou = f"  mean best IoU {fit['mean_best_iou']:.3f}" if fit.get("mean_best_iou") is not None else ""
     return anchor_table(
         f"anchors at step {last['step']}/{last['total_steps']} ({last['phase']}){iou}",
-        {
+        level_column(last)
+        | {
             "start (px)": wh(first["anchors"]),
             "now (px)": wh(last["anchors"]),
             "grid cells": wh(last["anchors_cells"], ".2f"),

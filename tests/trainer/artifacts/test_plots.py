@@ -159,3 +159,35 @@ def test_anchors_with_named_marker_sets() -> None:
     # a set far outside the boxes widens the axes rather than falling off them
     far = plot_anchors(boxes, shapes, image_size=128, marker_sets={"far": [[400.0, 300.0]]})
     assert_real_png(far)
+
+
+def _hue_pixels(data: bytes, colour) -> int:
+    """How many pixels of the picture are within a small distance of `colour` (RGB in [0, 1])."""
+    pixels = imread(io.BytesIO(data), format="png")[..., :3]
+    return int((np.abs(pixels - np.asarray(colour[:3])).max(-1) < 0.02).sum())
+
+
+def test_anchors_on_levels_are_coloured_by_level_and_each_stride_is_marked():
+    from trainer.artifacts.plots import _level_colours
+
+    boxes, _ = mixture_boxes(2000)
+    paths = np.stack(
+        [np.full((6, 2), 30.0), np.array([[8, 9], [12, 20], [25, 25], [40, 30], [60, 90], [120, 80.0]])]
+    )
+    levels, strides = [0, 0, 1, 1, 2, 2], [8, 16, 32]
+    colours = _level_colours(levels)
+    # a level's anchors share a hue family (blue, orange, green): red-blue order tells them apart
+    assert colours[0][2] > colours[0][0] and colours[2][0] > colours[2][2] and colours[4][1] > colours[4][0]
+    assert colours[0] != colours[1]  # and each anchor has its own shade
+    picture = plot_anchors(boxes, paths, image_size=256, levels=levels, strides=strides)
+    assert_real_png(picture)
+    plain = plot_anchors(boxes, paths, image_size=256)
+    assert picture != plain
+    assert _hue_pixels(picture, colours[4]) > 20 and _hue_pixels(plain, colours[4]) == 0
+
+
+def test_one_level_draws_exactly_the_figure_2_picture():
+    boxes, shapes = mixture_boxes(2000)
+    paths = np.stack([np.full((5, 2), 30.0), shapes])
+    plain = plot_anchors(boxes, paths, image_size=128)
+    assert plot_anchors(boxes, paths, image_size=128, levels=[0] * 5, strides=[16]) == plain
