@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import yaml
 
 from service.app import create_app
 from service.auth import hash_token
@@ -461,10 +462,17 @@ def test_levels_are_accepted_checked_and_every_anchor_is_served_with_its_level(a
     snaps = a.get(f"/jobs/{trained_on_levels}/anchors").json()["snapshots"]
     for snap in snaps:
         assert snap["strides"] == [8, 16, 32] and snap["levels"] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-        assert len(snap["anchors"]) == len(snap["anchors_cells"]) == len(snap["assign_counts"] or [0] * 9) == 9
-        for (w, h), (cw, ch), level in zip(snap["anchors"], snap["anchors_cells"], snap["levels"], strict=True):
-            assert cw == pytest.approx(w / [8, 16, 32][level], abs=2e-3)
+        assert len(snap["anchors"]) == len(snap["anchors_cells"]) == 9
+        for px, cells, level in zip(snap["anchors"], snap["anchors_cells"], snap["levels"], strict=True):
+            assert cells == pytest.approx([v / [8, 16, 32][level] for v in px], abs=2e-3)
     result = a.get(f"/jobs/{trained_on_levels}/result").json()["result"]
     assert result["strides"] == [8, 16, 32] and result["levels"] == snaps[-1]["levels"]
     plot = a.get(f"/jobs/{trained_on_levels}/anchors/plot.png")
     assert plot.status_code == 200 and plot.content.startswith(PNG)
+    exported = json.loads(a.get(f"/jobs/{trained_on_levels}/artifacts/anchors_json").content)
+    assert exported["strides"] == [8, 16, 32] and exported["levels"] == result["levels"]
+    assert exported["anchors"] == result["anchors"]["final"] and "anchor_generator" in exported
+    exported_yaml = yaml.safe_load(a.get(f"/jobs/{trained_on_levels}/artifacts/anchors_yaml").text)
+    yolov5 = exported_yaml["yolov5"]["anchors"]
+    assert [len(row) for row in yolov5] == [6, 6, 6]  # three levels of three (w, h) pairs, P3/8 first
+    assert "mask = 6,7,8" in a.get(f"/jobs/{trained_on_levels}/artifacts/anchors_cfg").text

@@ -45,7 +45,7 @@ from trainer.train.batches import epoch_batches
 from trainer.train.checkpoints import checkpoint_bytes, restore_checkpoint
 from trainer.train.device import to_device, uses_amp
 from trainer.train.evaluation import evaluate_model
-from trainer.train.level_order import reorder_by_area
+from trainer.train.level_order import keep_levels_ordered
 from trainer.train.reporting import (
     History,
     Progress,
@@ -187,7 +187,7 @@ def run_loop(
                 curve.append({"step": state.step, **curve_window.means()})
                 curve_window = Window()
             if state.step % every == 0 or state.step % state.steps_per_epoch == 0:  # and at epoch ends
-                if cfg.anchors.level_order == "area" and (perm := reorder_by_area(state)) is not None:
+                if (perm := keep_levels_ordered(state)) is not None:
                     log.info("step %d: anchors moved level to stay ordered by area: %s", state.step, perm)
                     if snap_window.counts is not None:  # the boxes each anchor got, in its new slot
                         snap_window.counts = snap_window.counts[perm]
@@ -234,7 +234,9 @@ def run_loop(
     if not lead:
         return None
     fit = anchor_fit(final, boxes_wh)
-    artifacts = write_anchor_artifacts(writer, final, state.model.stride, cfg.model.image_size, fit)
+    artifacts = write_anchor_artifacts(
+        writer, final, state.model.strides, cfg.model.image_size, fit, boxes_wh=boxes_wh
+    )
     writer.write_bytes(WEIGHTS_KEY, weights_bytes(state.model, cfg, data.class_names))
     artifacts |= {"weights": WEIGHTS_KEY, "checkpoints": session.checkpoint_key}
     doc = result(state, boxes_wh, true_shapes, writer, time.monotonic() - started, artifacts, spread)
