@@ -21,7 +21,7 @@ from trainer.model.anchors import matched_log_error  # noqa: E402
 from trainer.train.batches import epoch_batches
 from trainer.train.device import uses_amp
 from trainer.train.evaluation import evaluate_model
-from trainer.train.level_order import reorder_by_area
+from trainer.train.level_order import keep_levels_ordered
 from trainer.train.state import TrainState, build_state
 from trainer.train.step import train_step  # noqa: E402
 
@@ -75,8 +75,8 @@ def train_to_end(cfg: TrainConfig) -> tuple[TrainState, dict]:
     while not state.done:
         for images, targets in epoch_batches(state, train):
             train_step(state, images, targets)
-            if cfg.anchors.level_order == "area" and state.step % cfg.output.snapshot_every == 0:
-                reorder_by_area(state)  # where the run loop does it: at its snapshots
+            if state.step % cfg.output.snapshot_every == 0:
+                keep_levels_ordered(state)  # where the run loop does it: at its snapshots
     seconds = time.perf_counter() - started
     data = datasets(cfg)
     ev = evaluate_model(state.model, data.val, cfg)

@@ -2,8 +2,10 @@
 
 The anchors start sorted by area, the smallest A on the finest level (trainer.model.levels), but
 nothing in the loss keeps them there: a stride-32 anchor can shrink below a stride-8 one (YOLOv5
-#117), and then small boxes are predicted from coarse cells. At each snapshot `reorder_by_area`
-checks the order and, where an anchor has crossed into another level's range, moves it there:
+#117), and then small boxes are predicted from coarse cells. At each snapshot after the warm-up
+(`keep_levels_ordered`; during it the soft assignment shares every box over every level, and the
+anchors are still splitting apart) `reorder_by_area` checks the order and, where an anchor has
+crossed into another level's range, moves it there:
 anchors whose level is still right keep their slot; the others fill the slots that were vacated, in
 order of area. The anchor parameter's rows, the optimizer's state for them and the run's initial
 anchors (row k is where anchor k started) are permuted together, so the run goes on as if the
@@ -61,3 +63,11 @@ def reorder_by_area(state) -> list[int] | None:
             value.copy_(value[index.to(value.device)])
     state.init_anchors = state.init_anchors[torch.tensor(perm)]
     return perm
+
+
+def keep_levels_ordered(state) -> list[int] | None:
+    """What the run does at each snapshot: with anchors.level_order area, on several levels, once the
+    warm-up is over, `reorder_by_area`. Returns the permutation made, or None."""
+    if state.cfg.anchors.level_order != "area" or len(state.model.strides) < 2 or state.in_warmup:
+        return None
+    return reorder_by_area(state)

@@ -35,3 +35,24 @@ def test_reordering_moves_the_anchor_its_optimizer_state_and_its_start_together(
     assert wh[0].max() <= wh[1].min() and wh[1].max() <= wh[2].min()
     run_until(state, data, 4)  # and training goes on from there
     assert torch.isfinite(state.model.anchors.log_wh).all()
+
+
+def test_the_run_keeps_levels_ordered_only_after_the_warm_up_and_when_asked():
+    from trainer.train.level_order import keep_levels_ordered
+
+    def shrunk(*overrides):
+        state, data = fresh(small_config("model.levels=[8, 16, 32]", *overrides))
+        with torch.no_grad():
+            state.model.anchors.log_wh[8] = torch.tensor([1.0, 1.0])
+        return state, data
+
+    state, data = shrunk("tricks.warmup_steps=3")
+    assert state.in_warmup and keep_levels_ordered(state) is None  # the soft warm-up shares every level
+    run_until(state, data, 3)
+    with torch.no_grad():
+        state.model.anchors.log_wh[8] = torch.tensor([1.0, 1.0])
+    assert not state.in_warmup and keep_levels_ordered(state) is not None
+    state, _ = shrunk("tricks.warmup_steps=0", "anchors.level_order=none")
+    assert keep_levels_ordered(state) is None
+    one, _ = fresh(small_config("tricks.warmup_steps=0"))
+    assert keep_levels_ordered(one) is None  # one level: nothing to order
