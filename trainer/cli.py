@@ -4,7 +4,8 @@
                      [--workers N]
     anchor-opt run-job JOB_ID --store URI
     anchor-opt config [CONFIG.yaml] [--set key=value ...]
-    anchor-opt fit DATASET... [--anchors A] [--image-size S] [--method kmeans|learned] [--compare LIST]
+    anchor-opt fit DATASET... [--anchors A] [--levels L] [--image-size S] [--method learned|kmeans|autoanchor]
+                   [--compare LIST]
     anchor-opt serve | submit JOB.yaml [--wait] | status ID | anchors ID | cancel ID | jobs | token | demo
                     (the service's commands: an `anchor_opt.commands` entry point, service.cli)
 
@@ -35,6 +36,14 @@ def _version() -> str:
         return version("anchor-opt")
     except PackageNotFoundError:  # run from a checkout that was never installed
         return "(not installed)"
+
+
+def _int_list(text: str) -> list[int]:
+    """`8,16,32` -> [8, 16, 32], for --strides."""
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of whole numbers such as 8,16,32") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,20 +114,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", help="Ray cluster to use (default: RAY_ADDRESS, else a local Ray)")
     p.set_defaults(func=cmd_run_job)
 
-    p = sub.add_parser("fit", help="fit anchors to a dataset's boxes without training (k-means or learned)")
+    p = sub.add_parser(
+        "fit", help="fit anchors to a dataset's boxes without training (learned, k-means or autoanchor)"
+    )
     p.add_argument("dataset", nargs="+", help="dataset path, file:// or s3:// URI; several are combined")
-    p.add_argument("--anchors", type=int, help="number of anchors A (default 5, or the --init list's)")
+    p.add_argument(
+        "--anchors", type=int, help="anchors A on each level (default 5 on one level, 3 a level on several)"
+    )
     p.add_argument("--image-size", type=int, default=416, help="model input size in pixels (default 416)")
     p.add_argument(
         "--method",
-        choices=("kmeans", "learned"),
+        choices=("learned", "kmeans", "autoanchor"),
         default="learned",
-        help="kmeans: YOLOv2's IoU k-means; learned (default): the paper's log-space objective",
+        help="learned (default): the paper's log-space warm-up, then mean best IoU under a BPR guard; "
+        "kmeans: YOLOv2's IoU k-means; autoanchor: YOLOv5's autoanchor, re-implemented (a baseline)",
+    )
+    p.add_argument(
+        "--centroid",
+        choices=("median", "mean"),
+        default="median",
+        help="kmeans: each cluster's new centre, the median (default) or the mean (YOLOv2's) of its w, h",
+    )
+    p.add_argument(
+        "--refine-steps",
+        type=int,
+        metavar="N",
+        help="learned: at most N steps on mean best IoU after the warm-up (default 200, it stops "
+        "earlier); 0: the log-space objective alone, hard phase included",
     )
     p.add_argument(
         "--init",
         default="uniform",
-        help="learned's start: identical, uniform (default), kmeans, or w,h pairs in px",
+        help="learned's start: identical, uniform (default), kmeans, or w,h pairs in px (all levels)",
     )
     p.add_argument(
         "--compare",
@@ -126,16 +153,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="[NAME=]LIST",
         help="anchors to compare with, px at the input size: '10,13, 16,30', '[[10,13],[16,30]]',"
-        " a JSON from --out, or kmeans|uniform|identical (repeatable)",
+        " a JSON from --out, or kmeans|uniform|identical|autoanchor (repeatable)",
     )
     p.add_argument("--out", help="write the report as JSON to this file (picture beside it)")
     p.add_argument("--plot", help="where the picture goes (default: beside --out, else anchors_fit.png)")
     p.add_argument("--format", default="auto", choices=("auto", "coco", "yolo", "voc", "brainwash"))
     p.add_argument("--split", default="train", help="split(s) to read, a+b combines (default train)")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) malformed annotations")
-    p.add_argument("--seed", type=int, default=0, help="k-means seeding and tie-breaking jitter")
+    p.add_argument("--seed", type=int, default=0, help="k-means seeding, autoanchor's search, tie-breaking")
     p.add_argument("--name", help="what to call the dataset in the picture's title")
-    p.add_argument("--stride", type=int, default=32, help="pixels per grid cell, for the cell units")
+    levels = p.add_argument_group("levels")
+    levels.add_argument(
+        "--levels",
+        type=int,
+        metavar="L",
+        help="fit L x A anchors jointly, then cut them by area into L levels, the smallest on the finest",
+    )
+    levels.add_argument(
+        "--strides",
+        type=_int_list,
+        metavar="S1,S2,..",
+        help="each level's stride in px, finest first (default: 16,32 for 2 levels, 8,16,32 for 3, "
+        "8,16,32,64 for 4)",
+    )
+    levels.add_argument("--stride", type=int, help="one level: pixels per grid cell, for the cell units (32)")
+    levels.add_argument(
+        "--min-stride-fraction",
+        type=float,
+        metavar="F",
+        help="keep each level's anchors at least F x its stride in w and h (default: no floor)",
+    )
     p.add_argument("--temperature", type=float, help="soft-assignment temperature T (learned; default 0.1)")
     p.add_argument(
         "--dist", choices=("iou", "log_l2"), help="soft-assignment distance (learned; default iou)"

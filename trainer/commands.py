@@ -46,8 +46,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         try:
             fitted = fit_dataset(
                 args.dataset, num=args.anchors, method=args.method, init=args.init, compare=args.compare,
-                image_size=args.image_size, stride=args.stride, seed=args.seed, fmt=args.format,
-                split=args.split, skip_bad=args.skip_bad, temperature=args.temperature, dist=args.dist,
+                image_size=args.image_size, stride=args.stride, levels=args.levels, strides=args.strides,
+                min_stride_fraction=args.min_stride_fraction, centroid=args.centroid,
+                refine_steps=args.refine_steps, seed=args.seed, fmt=args.format, split=args.split,
+                skip_bad=args.skip_bad, temperature=args.temperature, dist=args.dist,
                 progress=FetchBar(progress), storage=StorageSettings(),
             )  # fmt: skip
         except DataError as exc:  # this command's flag, not the config key

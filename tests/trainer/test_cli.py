@@ -149,12 +149,13 @@ def test_fit_bad_datasets_exit_2_naming_the_problem(tmp_path):
     empty = write_coco(tmp_path / "empty.json", [[], []])
     proc = run("fit", str(empty), "--format", "coco", cwd=tmp_path)
     assert proc.returncode == 2 and "no boxes to fit anchors to" in proc.stderr, proc.stderr
-    tiny = write_coco(tmp_path / "tiny.json", [[[0, 0, 2, 2], [5, 5, 1, 30]]])
+    tiny = write_coco(tmp_path / "tiny.json", [[[0, 0, 1, 1], [5, 5, 1, 1.5]]])
     proc = run("fit", str(tiny), "--image-size", "416", cwd=tmp_path)
-    assert proc.returncode == 2 and "all 2 boxes are under 2 px" in proc.stderr, proc.stderr
+    under = "all 2 boxes are under 2 px in both width and height"  # a box is kept when either side is 2 px
+    assert proc.returncode == 2 and under in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     broken = tmp_path / "broken.json"
-    broken.write_text(tiny.read_text().replace('"bbox": [0, 0, 2, 2]', '"bbox": [0, 0, "two", 2]'))
+    broken.write_text(tiny.read_text().replace('"bbox": [0, 0, 1, 1]', '"bbox": [0, 0, "one", 1]'))
     proc = run("fit", str(broken), cwd=tmp_path)
     err = " ".join(proc.stderr.split())
     assert proc.returncode == 2 and "bbox must be 4 numbers" in err and "(give --skip-bad to skip" in err, err
@@ -173,7 +174,8 @@ def test_fit_on_voc07_learned_beats_kmeans_and_yolov2(shared_data, tmp_path):
     iou = {name: s["metrics"]["mean_best_iou"] for name, s in report["sets"].items()}
     assert report["boxes"]["used"] == 30638 and report["fit"]["converged"]
     assert iou["learned"] >= iou["kmeans"] >= iou["yolov2"]
-    assert iou["learned"] == pytest.approx(0.604, abs=0.002)  # measured: 0.6039 (k-means 0.5898)
+    # measured: 0.6075 (median k-means 0.6062, YOLOv2's mean-centroid k-means 0.5898)
+    assert iou["learned"] == pytest.approx(0.6075, abs=0.002)
 
 
 def test_train_on_real_files_stops_at_a_bad_line_or_skips_and_counts_it(tmp_path):

@@ -1,28 +1,27 @@
-"""Anchors without training: fit A anchor shapes to a dataset's box shapes alone.
+"""Anchors without training: fit anchor shapes to a dataset's box shapes alone.
 
-Two methods, both on box shapes `(w, h)` in pixels at the model's input size:
+Three methods, on box shapes `(w, h)` in pixels at the model's input size:
 
-    kmeans   YOLOv2's k-means with distance 1 - shape IoU (trainer.model.anchors.kmeans_init).
-    learned  the paper's log-space objective (Zhong et al., WACV 2020) with the anchors as the only
-             parameters, s_i = (log w_i, log h_i):
-                 L(s) = sum_ij delta_ij ||s_i - log g_j||^2          the clustering term, eq. 11-12
-             first with soft weights delta_ij = softmax_i(-dist(a_i, g_j) / T) (eq. 10, the warm-up),
-             then with hard ones, each box on its best-IoU anchor (training after the warm-up).
+    kmeans      YOLOv2's k-means with distance 1 - shape IoU, median centroids by default
+                (trainer.model.anchors.kmeans_init; `centroid="mean"` is YOLOv2's own).
+    learned     the paper's log-space objective (Zhong et al., WACV 2020) with the anchors as the
+                only parameters: a soft warm-up, then a hard phase (trainer.fit.learned), whose
+                objective is either the log-space one (`refine_steps=0`, objective "log-space") or,
+                by default, the mean best IoU itself under a BPR guard (trainer.fit.refine,
+                objective "log-space+iou-refine").
+    autoanchor  YOLOv5's autoanchor, re-implemented as a baseline (trainer.fit.autoanchor).
 
-Each step of `learned` computes delta from the current anchors (detached, as in training) and then
-minimises L exactly for that delta: s_i = delta-weighted mean of log g_j. That is the fixed point an
-optimiser on L heads for; on VOC07 (30,638 boxes, 5 anchors at 416 px) Adam on the same objective
-(lr 0.02-0.1, 330-600 full-batch steps) ended at mean IoU 0.6030, this at 0.6039, 10-20x faster.
-The hard phase stops when no box changes anchor, so the result is an exact fixed point and the
-same input always gives the same anchors.
+Several levels: `levels` L fits `num` = L * A anchors jointly; sorted by area they are cut into L
+groups of A, the finest level (smallest stride) first (trainer.model.levels). `min_stride_fraction`
+F keeps every anchor at least F x its level's stride in w and h: after every step of `learned`, and
+on the result of the other two (trainer.fit.strides).
 
 The defaults (init uniform, T 0.1, dist iou, at most 30 soft steps) are ours, measured on VOC07
-train+val+test at 416 px: see DEFAULT_* below and bench/fit_speed.py.
+train+val+test at 416 px: see trainer.fit.learned and bench/fit_speed.py.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,49 +29,50 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from trainer.model.anchors import identical_init, kmeans_init, uniform_init
-from trainer.model.assign import soft_weights
-from trainer.model.boxes import shape_iou
+from trainer.fit.autoanchor import autoanchor
+from trainer.fit.learned import few_shapes, learn
+from trainer.fit.refine import DEFAULT_REFINE_STEPS, refine_iou
+from trainer.fit.shapes import Shapes
+from trainer.fit.strides import check_fraction, check_strides, default_strides, stride_floor
+from trainer.model.anchors import KMEANS_CENTROIDS, identical_init, kmeans_init, uniform_init
+from trainer.model.levels import anchor_levels
 
-log = logging.getLogger(__name__)
-
-METHODS = ("kmeans", "learned")
+METHODS = ("kmeans", "learned", "autoanchor")
 INITS = ("identical", "uniform", "kmeans")
 
-# Boxes narrower or lower than this (pixels at the input size) are left out of the fit, as YOLOv5's
-# autoanchor does: at that size a box's shape is mostly annotation noise, and log g would dominate L.
+# A box is fitted when its width OR its height is at least this many pixels at the input size, as
+# in YOLOv5's autoanchor: a box under 2 px both ways is mostly annotation noise (log g would
+# dominate L), while a 1 x 30 px pole is a real shape. The metrics are on all boxes all the same.
 MIN_BOX_PX = 2.0
+BOX_RULE = "w >= {px:g} px or h >= {px:g} px at the input size"
 # Measured on VOC07 (5 anchors, 416 px): from uniform, kmeans, tiny (4 px), huge (400 px) and
-# identical starts every setting ends at one of two fixed points, mean IoU 0.6039 or 0.6030, both
-# above k-means' 0.5898. Uniform is the cheapest start (no k-means run) and reaches 0.6039.
+# identical starts the log-space objective ends at one of two fixed points, mean IoU 0.6039 or
+# 0.6030. Uniform is the cheapest start (no k-means run) and reaches 0.6039.
 DEFAULT_INIT = "uniform"
 # T and dist as in training (trainer.config.SoftAssignConfig): 1 - IoU lies in [0, 1], so a box
 # that no anchor overlaps is shared evenly and pulls every starved anchor towards the data.
 DEFAULT_TEMPERATURE = 0.1
 DEFAULT_DIST = "iou"
-# The soft phase is what makes a bad start harmless. On VOC07 every start lies near the data and
-# 0, 10, 30 or 100 soft steps all end at 0.6030-0.6039. On a 5-shape mixture with all anchors
-# started at 300 px (outside the data), hard steps alone leave 4 anchors serving no box (IoU 0.40),
-# while 10 or 30 soft steps recover all 5 shapes (IoU 0.86). One soft step costs ~3 ms on VOC07.
+# The soft phase is what makes a bad start harmless. On a 5-shape mixture with all anchors started
+# at 300 px (outside the data), hard steps alone leave 4 anchors serving no box (IoU 0.40), while
+# 10 or 30 soft steps recover all 5 shapes (IoU 0.86). One soft step costs ~0.5 ms on VOC07 (float32).
 DEFAULT_SOFT_STEPS = 30
-# The hard phase ends when no box changes anchor: 20-80 steps on VOC07. The cap only guards cycles.
+# The log-space hard phase ends when no box changes anchor: 20-80 steps on VOC07. The cap only
+# guards cycles.
 DEFAULT_MAX_HARD_STEPS = 300
-# Soft steps stop early once no anchor moves more than this in log space (1e-6 is 0.0001 %).
-_SOFT_TOL = 1e-6
-# Coinciding anchors stay equal under any assignment that treats them alike; in training the
-# network's random weights split them, here a seeded 1 % jitter in log space does.
-_SPLIT_JITTER = 0.01
 
 
 @dataclass
 class FitResult:
     """Anchors fitted to box shapes. Every size is (w, h) in pixels at the input size.
 
-    anchors: [A, 2] the result, sorted by area.
-    init: [A, 2] where `learned` started, row k the start of anchors[k]; None for kmeans.
-    path: [T, A, 2] the anchors after each step, init first (learned); None for kmeans.
-    boxes_per_anchor: [A] boxes whose best-IoU anchor is each anchor.
-    steps: soft + hard steps taken (learned), None for kmeans (its iterations are internal).
+    anchors: [K, 2] the result, sorted by area; K = levels x anchors per level, level by level.
+    init: [K, 2] where `learned` started, row k the start of anchors[k]; None otherwise.
+    path: [T, K, 2] the anchors after the start and each step taken (learned); None otherwise.
+    boxes_per_anchor: [K] fitted boxes whose best-IoU anchor is each anchor.
+    steps: soft + hard + IoU steps (learned), None for the others (their iterations are internal).
+    objective: what produced the anchors: log-space, log-space+iou-refine, kmeans-median,
+    kmeans-mean or autoanchor.
     """
 
     method: str
@@ -81,27 +81,38 @@ class FitResult:
     steps: int | None
     seconds: float
     boxes_used: int
-    boxes_left_out: int  # under MIN_BOX_PX in w or h
+    boxes_left_out: int  # under MIN_BOX_PX in both w and h, or not finite
     boxes_per_anchor: Tensor
+    objective: str = "log-space"
+    levels: int = 1
+    strides: list[int] = field(default_factory=lambda: [32])
+    anchor_levels: list[int] = field(default_factory=list)  # the level of each anchor
     soft_steps: int = 0
     hard_steps: int = 0
-    converged: bool = True  # the hard phase ended with no box changing anchor
+    refine_steps: int = 0
+    refine: dict | None = None  # the IoU phase: mean IoU and BPR before and after, on the fitted boxes
+    converged: bool = True  # the hard phase (or the IoU phase) ended for want of change
     path: Tensor | None = None
     settings: dict = field(default_factory=dict)
 
 
 def usable_boxes(boxes_wh, min_px: float = MIN_BOX_PX) -> tuple[Tensor, int]:
-    """([n, 2] float64 boxes at least `min_px` in w and h, count left out). Non-finite ones go too."""
+    """([n, 2] float64 boxes with w or h at least `min_px`, count left out). Non-finite ones go too."""
     boxes = torch.as_tensor(boxes_wh, dtype=torch.float64).reshape(-1, 2)
     if len(boxes) == 0:
         raise ValueError("no boxes to fit anchors to: the dataset has no (trainable) boxes")
-    keep = torch.isfinite(boxes).all(1) & (boxes >= min_px).all(1)
+    keep = kept(boxes, min_px)
     if not bool(keep.any()):
         raise ValueError(
-            f"no boxes to fit anchors to: all {len(boxes)} boxes are under {min_px:g} px in width or "
-            "height at the input size (a larger --image-size makes them bigger)"
+            f"no boxes to fit anchors to: all {len(boxes)} boxes are under {min_px:g} px in both width "
+            "and height at the input size (a larger --image-size makes them bigger)"
         )
     return boxes[keep], int((~keep).sum())
+
+
+def kept(boxes: Tensor, min_px: float = MIN_BOX_PX) -> Tensor:
+    """[N] bool: the boxes a fit uses (finite, positive, w or h at least `min_px`)."""
+    return torch.isfinite(boxes).all(1) & (boxes > 0).all(1) & (boxes >= min_px).any(1)
 
 
 def starting_anchors(init: str | Tensor, num: int, boxes: Tensor, seed: int = 0) -> Tensor:
@@ -131,13 +142,18 @@ def fit_anchors(
     dist: str = DEFAULT_DIST,
     soft_steps: int = DEFAULT_SOFT_STEPS,
     max_hard_steps: int = DEFAULT_MAX_HARD_STEPS,
+    refine_steps: int = DEFAULT_REFINE_STEPS,
     min_px: float = MIN_BOX_PX,
+    centroid: str = "median",
+    levels: int = 1,
+    strides: list[int] | None = None,
+    min_stride_fraction: float | None = None,
 ) -> FitResult:
-    """Fits `num` anchors to boxes [N, 2] (w, h) pixels at the input size. Deterministic.
+    """Fits `num` anchors (all levels together) to boxes [N, 2] (w, h) px at the input size.
 
-    Boxes under `min_px` in w or h are left out and counted. Raises ValueError when no box is left.
-    With no more distinct shapes than anchors both methods return every distinct shape (the most
-    frequent ones repeated): that fit is exact and there is nothing to optimise.
+    Deterministic. Boxes under `min_px` in both w and h are left out and counted; ValueError when no
+    box is left. With no more distinct shapes than anchors every method returns every distinct shape
+    (the most frequent ones repeated): that fit is exact and there is nothing to optimise.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
@@ -145,39 +161,76 @@ def fit_anchors(
         raise ValueError(f"the number of anchors must be at least 1, got {num}")
     if temperature <= 0:
         raise ValueError(f"the temperature must be positive, got {temperature}")
+    if refine_steps < 0:
+        raise ValueError(f"--refine-steps must be 0 (off) or more, got {refine_steps}")
+    if centroid not in KMEANS_CENTROIDS:
+        raise ValueError(f"unknown --centroid {centroid!r}: expected one of {', '.join(KMEANS_CENTROIDS)}")
+    strides = check_strides(strides if strides is not None else default_strides(levels), levels)
+    if num % levels:
+        raise ValueError(f"{num} anchors do not split into {levels} levels of equal size")
+    fraction = check_fraction(min_stride_fraction)
+    project = None if fraction is None else (lambda wh: stride_floor(wh, strides, fraction))
     started = time.perf_counter()
     boxes, left_out = usable_boxes(boxes_wh, min_px)
-    settings: dict = {"min_px": min_px, "seed": seed}
+    settings: dict = {"min_px": min_px, "seed": seed, "min_stride_fraction": fraction}
+    done = {"boxes": boxes, "left_out": left_out, "started": started, "strides": strides}
+    done["settings"] = settings
     with _one_thread():
-        if method == "kmeans":
-            anchors = kmeans_init(num, boxes, seed=seed).double()
-            return _result(method, anchors, None, None, boxes, left_out, started, settings=settings)
+        if method != "learned":
+            if method == "kmeans":
+                settings["centroid"] = centroid
+                anchors = kmeans_init(num, boxes, seed=seed, centroid=centroid)
+                objective = f"kmeans-{centroid}"
+            else:
+                anchors, objective = autoanchor(boxes, num, seed=seed), "autoanchor"
+            return _result(method, stride_floor(anchors.double(), strides, fraction), objective, **done)
         settings |= {
             "init": init if isinstance(init, str) else "list",
             "temperature": temperature,
             "dist": dist,
             "soft_steps": soft_steps,
             "max_hard_steps": max_hard_steps,
+            "refine_steps": refine_steps,
         }
         start = starting_anchors(init, num, boxes, seed)
-        if _few_shapes(boxes, num):
-            exact = kmeans_init(num, boxes).double()  # every distinct shape an anchor: L = 0
-            return _result(method, exact, start, None, boxes, left_out, started, settings=settings)
-        path, soft, hard, converged = _learn(
-            boxes, start, seed, temperature, dist, soft_steps, max_hard_steps
+        if few_shapes(boxes, num):
+            exact = stride_floor(kmeans_init(num, boxes).double(), strides, fraction)  # every shape: L = 0
+            return _result(method, exact, "log-space", init=start, **done)
+        # With the IoU phase, the log-space phase is the soft warm-up alone: the IoU phase then does
+        # what its hard steps would, for the mean best IoU instead of the log distance. Both run in
+        # float32 (twice as fast); the log-space objective alone keeps float64, its fixed points exact.
+        shapes = Shapes.of(boxes, torch.float32 if refine_steps else torch.float64)
+        path, soft, hard, settled = learn(
+            shapes, start, seed, temperature, dist, soft_steps, 0 if refine_steps else max_hard_steps, project
         )
+        if not refine_steps:
+            return _result(method, path[-1], "log-space", init=start, path=path, soft=soft, hard=hard,
+                           converged=settled, **done)  # fmt: skip
+        refined = refine_iou(shapes, path[-1], refine_steps, project=project)
+        path = torch.cat([path, torch.stack(refined.path)]) if refined.path else path
+        report = {
+            "steps": refined.steps,
+            "refused": refined.refused,
+            "mean_best_iou_before": round(refined.iou_before, 4),
+            "mean_best_iou_after": round(refined.iou_after, 4),
+            "bpr_before": round(refined.bpr_before, 4),
+            "bpr_after": round(refined.bpr_after, 4),
+        }
         return _result(
-            method, path[-1], start, path, boxes, left_out, started, soft, hard, converged, settings
-        )
+            method, refined.anchors, "log-space+iou-refine", init=start, path=path, soft=soft,
+            refine_steps=refined.steps, refine=report, converged=refined.settled, **done,
+        )  # fmt: skip
 
 
 @contextmanager
 def _one_thread():
     """Runs torch on one intra-op thread, then restores the previous count.
 
-    The tensors here are small ([N, A] with A ~ 5), so threads barely help, and when other processes
+    The tensors here are small ([A, N] with A ~ 5), so threads barely help, and when other processes
     keep the cores busy, torch's spinning worker threads make every op wait: on the 2-core machine
-    with a training run beside it, VOC07's fit took 7.4 s on 2 threads and 0.32 s on one.
+    with a training run beside it, VOC07's fit took 7.4 s on 2 threads and 0.32 s on one. The switch
+    itself costs: called from a process on 2 threads, the default learned fit on VOC07 took 0.15 s,
+    from one on 1 thread (as `anchor-opt fit` sets it) 0.06 s.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -187,105 +240,46 @@ def _one_thread():
         torch.set_num_threads(before)
 
 
-def _learn(
-    boxes: Tensor, start: Tensor, seed: int, temperature: float, dist: str, soft_steps: int, max_hard: int
-) -> tuple[Tensor, int, int, bool]:
-    """The soft then hard phase from `start` [A, 2] px on boxes [N, 2] px.
-
-    Returns (path [T, A, 2] px, start first and result last, soft steps, hard steps, settled).
-    """
-    log_g = boxes.log()
-    s = _split_coinciding(start.log(), seed)
-    path = [start.log()] if torch.equal(s, start.log()) else [start.log(), s]
-    soft = 0
-    while soft < soft_steps:
-        soft += 1
-        delta = soft_weights(boxes, s.exp(), temperature, dist)  # [N, A], eq. 10
-        new = _weighted_mean(delta, log_g, s)
-        path.append(new)
-        moved = float((new - s).abs().max())
-        s = new
-        if moved < _SOFT_TOL:
-            break
-
-    hard, settled, previous = 0, False, None
-    while hard < max_hard:
-        best = shape_iou(boxes, s.exp()).argmax(1)  # YOLOv2's assignment: best shape IoU
-        if previous is not None and torch.equal(best, previous):
-            settled = True  # no box changed anchor: another step would change nothing
-            break
-        hard += 1
-        previous = best
-        s = _assigned_mean(best, log_g, s)
-        path.append(s)
-    if not settled:
-        log.warning("hard phase not settled after %d steps: anchors are from the last one", max_hard)
-    return torch.stack(path).exp(), soft, hard, settled
-
-
-def _few_shapes(boxes: Tensor, num: int) -> bool:
-    """At most `num` distinct (w, h) rows? Column-wise uniques are cheap and usually decide it."""
-    if len(boxes[:, 0].unique()) > num or len(boxes[:, 1].unique()) > num:
-        return False
-    return len(boxes.unique(dim=0)) <= num
-
-
-def _split_coinciding(s: Tensor, seed: int) -> Tensor:
-    """[A, 2] log anchors, jittered (seeded) if any two coincide, else unchanged."""
-    gaps = (s[:, None, :] - s[None, :, :]).abs().amax(-1)
-    gaps.fill_diagonal_(float("inf"))
-    if len(s) < 2 or float(gaps.min()) > 1e-6:
-        return s
-    gen = torch.Generator().manual_seed(seed)
-    return s + _SPLIT_JITTER * torch.randn(s.shape, generator=gen, dtype=s.dtype)
-
-
-def _weighted_mean(delta: Tensor, log_g: Tensor, s: Tensor) -> Tensor:
-    """argmin_s sum_ij delta_ij ||s_i - log g_j||^2: each anchor the delta-weighted mean of log g.
-
-    An anchor with (numerically) no weight keeps its place rather than dividing by zero.
-    """
-    mass = delta.sum(0)  # [A]
-    mean = (delta.T @ log_g) / mass.clamp(min=1e-300)[:, None]
-    return torch.where(mass[:, None] > 1e-12, mean, s)
-
-
-def _assigned_mean(best: Tensor, log_g: Tensor, s: Tensor) -> Tensor:
-    """The hard case of `_weighted_mean`: mean log g of each anchor's boxes; an empty anchor stays."""
-    total = torch.zeros_like(s).index_add_(0, best, log_g)
-    count = torch.bincount(best, minlength=len(s)).to(s)
-    return torch.where(count[:, None] > 0, total / count.clamp(min=1)[:, None], s)
-
-
 def _result(
     method: str,
     anchors: Tensor,
-    init: Tensor | None,
-    path: Tensor | None,
+    objective: str,
+    *,
     boxes: Tensor,
     left_out: int,
     started: float,
+    strides: list[int],
+    settings: dict,
+    init: Tensor | None = None,
+    path: Tensor | None = None,
     soft: int = 0,
     hard: int = 0,
+    refine_steps: int = 0,
+    refine: dict | None = None,
     converged: bool = True,
-    settings: dict | None = None,
 ) -> FitResult:
     """Sorts by area (init and path rows follow their anchor) and counts each anchor's boxes."""
     order = anchors.prod(-1).argsort(stable=True)
     anchors = anchors[order].float()
-    per_anchor = torch.bincount(shape_iou(boxes, anchors.double()).argmax(1), minlength=len(anchors))
+    per_anchor = torch.bincount(Shapes.of(boxes).best(anchors.double())[1], minlength=len(anchors))
     return FitResult(
         method=method,
         anchors=anchors,
         init=None if init is None else init[order].float(),
-        steps=None if method == "kmeans" else soft + hard,
+        steps=soft + hard + refine_steps if method == "learned" else None,
         seconds=time.perf_counter() - started,
         boxes_used=len(boxes),
         boxes_left_out=left_out,
         boxes_per_anchor=per_anchor,
+        objective=objective,
+        levels=len(strides),
+        strides=list(strides),
+        anchor_levels=anchor_levels(len(anchors), len(strides)),
         soft_steps=soft,
         hard_steps=hard,
+        refine_steps=refine_steps,
+        refine=refine,
         converged=converged,
         path=None if path is None else path[:, order].float(),
-        settings=settings or {},
+        settings=settings,
     )

@@ -65,15 +65,47 @@ def test_uniform_init_spreads_evenly_in_log_space():
     torch.testing.assert_close(logs[0], torch.tensor([2.0, 4.0]).log() + steps[0] / 2)
 
 
-def test_kmeans_finds_known_clusters():
+@pytest.mark.parametrize("centroid", ["median", "mean"])
+def test_kmeans_finds_known_clusters(centroid):
     centres = [[10.0, 10.0], [20.0, 50.0], [60.0, 25.0]]
-    got = kmeans_init(3, clustered_boxes(centres))
+    got = kmeans_init(3, clustered_boxes(centres), centroid=centroid)
     assert matched_log_error(got, torch.tensor(centres)) < 0.03
 
 
-def test_kmeans_is_deterministic_given_a_seed():
+@pytest.mark.parametrize("centroid", ["median", "mean"])
+def test_kmeans_is_deterministic_given_a_seed(centroid):
     boxes = clustered_boxes([[10.0, 10.0], [20.0, 50.0], [60.0, 25.0], [30, 30]], spread=0.3)
-    assert torch.equal(kmeans_init(5, boxes, seed=3), kmeans_init(5, boxes, seed=3))
+    a, b = kmeans_init(5, boxes, seed=3, centroid=centroid), kmeans_init(5, boxes, seed=3, centroid=centroid)
+    assert torch.equal(a, b)
+
+
+def test_kmeans_centroids_median_by_default_or_mean():
+    # One cluster: nine 10 x 10 boxes and one 100 x 100. The mean of w and h is 19 x 19, the median
+    # 10 x 10 (every box's nearest centre is the only one, so one update settles it).
+    boxes = torch.tensor([[10.0, 10.0]] * 9 + [[100.0, 100.0]])
+    assert kmeans_init(1, boxes).tolist() == [[10.0, 10.0]]
+    assert kmeans_init(1, boxes, centroid="median").tolist() == [[10.0, 10.0]]
+    assert kmeans_init(1, boxes, centroid="mean").tolist() == [[19.0, 19.0]]
+    # An even count takes the mean of the two middle values, per coordinate.
+    assert kmeans_init(1, torch.tensor([[4.0, 30.0], [6.0, 10.0], [8.0, 20.0], [100.0, 40.0]])).tolist() == [
+        [7.0, 25.0]
+    ]
+
+
+def test_median_kmeans_fits_a_skewed_set_better_than_mean_kmeans():
+    # Two clusters with a long tail of large boxes each: the mean follows the tail, the median the bulk.
+    g = torch.Generator().manual_seed(0)
+    bulk = clustered_boxes([[12.0, 30.0], [60.0, 40.0]], n=400, spread=0.1)
+    tail = torch.tensor([[12.0, 30.0], [60.0, 40.0]]).repeat(40, 1) * (2 + 3 * torch.rand(80, 1, generator=g))
+    boxes = torch.cat([bulk, tail])
+    median, mean = kmeans_init(2, boxes), kmeans_init(2, boxes, centroid="mean")
+    assert not torch.allclose(median, mean, rtol=0.05)
+    assert anchor_fit(median, boxes)["mean_best_iou"] > anchor_fit(mean, boxes)["mean_best_iou"]
+
+
+def test_kmeans_rejects_an_unknown_centroid():
+    with pytest.raises(ValueError, match="unknown k-means centroid 'mode'"):
+        kmeans_init(2, clustered_boxes([[10.0, 10.0], [40.0, 40.0]]), centroid="mode")
 
 
 def test_kmeans_with_fewer_distinct_shapes_than_anchors():
