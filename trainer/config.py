@@ -128,8 +128,9 @@ class AnchorConfig(_Section):
     init: Literal["identical", "uniform", "kmeans", "list"] = Field(
         default="kmeans",
         description="How the anchors start. identical: all equal to `anchors.size`; uniform: spread "
-        "evenly in log w-h over the training boxes' range; kmeans: YOLOv2's IoU k-means on the "
-        "training boxes; list: `anchors.values` as given.",
+        "evenly in log w-h over the training boxes' range; kmeans: IoU k-means (YOLOv2's distance, "
+        "median centroids) on the training boxes; list: `anchors.values` as given. With `model.levels` "
+        "the init makes every level's anchors and sorts them by area into levels.",
     )
     size: float | None = Field(
         default=None,

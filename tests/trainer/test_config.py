@@ -180,9 +180,13 @@ def test_levels_are_ascending_strides_with_three_anchors_each_unless_told():
     assert load_config(None, ["model.levels=[16, 32]", "anchors.num=4"]).total_anchors == 8
     one = load_config(None, [])
     assert one.model.levels is None and one.strides == [16] and one.total_anchors == one.anchors.num == 5
-    with pytest.raises(ValueError, match=r"model.levels=\[32, 8\] must be distinct strides in ascending order"):
+    with pytest.raises(
+        ValueError, match=r"model.levels=\[32, 8\] must be distinct strides in ascending order"
+    ):
         load_config(None, ["model.levels=[32, 8]"])
     with pytest.raises(ValueError, match="model.levels"):
         load_config(None, ["model.levels=[4, 8]"])  # no backbone has a stride-4 map
-    with pytest.raises(ValueError, match=r"image_size=144 must be a multiple of the coarsest level's stride \(32\)"):
+    with pytest.raises(
+        ValueError, match=r"image_size=144 must be a multiple of the coarsest level's stride \(32\)"
+    ):
         load_config(None, ["model.levels=[8, 16, 32]", "model.image_size=144"])

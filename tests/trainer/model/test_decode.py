@@ -79,4 +79,6 @@ def test_levels_decode_each_with_its_own_stride_and_anchors_and_compete_in_one_n
     fine[0, 0, 3, 3, 4] = 5.0  # a confident small box at (28, 28)
     coarse[0, 0, 0, 0, 4] = 4.0  # and a large one at (8, 8)
     (found,) = postprocess([fine, coarse], log_anchors, [8, 16], conf_threshold=0.5)
-    torch.testing.assert_close(found["boxes"], torch.tensor([[24.0, 24.0, 32.0, 32.0], [0.0, 0.0, 20.0, 20.0]]))
+    torch.testing.assert_close(
+        found["boxes"], torch.tensor([[24.0, 24.0, 32.0, 32.0], [0.0, 0.0, 20.0, 20.0]])
+    )

@@ -97,7 +97,9 @@ def test_model_reorg_chooses_the_passthroughs_fold():
         TrainConfig.model_validate({"model": {"reorg": "pixel_shuffle"}})
 
 
-@pytest.mark.parametrize(("backbone", "levels"), [("tiny", [8, 16, 32]), ("tiny", [16, 32, 64]), ("darknet19", [8, 16, 32])])
+@pytest.mark.parametrize(
+    ("backbone", "levels"), [("tiny", [8, 16, 32]), ("tiny", [16, 32, 64]), ("darknet19", [8, 16, 32])]
+)
 def test_a_detector_on_levels_predicts_at_each_stride_with_its_anchors(backbone, levels):
     cfg = small_config(f"model.backbone={backbone}", f"model.levels={levels}", "model.image_size=64")
     assert cfg.anchors.num == 3 and cfg.total_anchors == 9  # three a level when anchors.num is not given

@@ -182,7 +182,9 @@ def test_soft_assignment_across_levels_is_one_softmax_over_every_anchor():
     levels = assign_levels(targets, log_anchors, [8, 16], [(4, 4), (2, 2)], soft)
     weights = torch.cat([lv.weights for lv in levels], 1)
     torch.testing.assert_close(weights.sum(1), torch.ones(2))
-    expected = soft_weights(torch.tensor([[36.0, 36.0], [10.0, 10.0]]), log_anchors.detach().exp(), 0.5, "iou")
+    expected = soft_weights(
+        torch.tensor([[36.0, 36.0], [10.0, 10.0]]), log_anchors.detach().exp(), 0.5, "iou"
+    )
     torch.testing.assert_close(weights, expected)
     assert (levels[0].gx.tolist(), levels[0].gy.tolist()) == ([2, 1], [1, 1])  # centres (20, 12), (9, 9) / 8
     assert (levels[1].gx.tolist(), levels[1].gy.tolist()) == ([1, 0], [0, 0])  # the same / 16
