@@ -56,6 +56,7 @@ test: install lint tools
 
 bench: install
 	$(PY) bench/anchor_recovery.py
+	$(PY) bench/multilevel.py
 	$(PY) bench/anchor_overhead.py
 	$(PY) bench/ablation.py
 	$(PY) bench/fit_speed.py

@@ -13,14 +13,8 @@ from torch import Tensor, nn
 
 from trainer.config import BACKBONE_STRIDES, TrainConfig
 from trainer.model.anchors import Anchors
-
-
-def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride, padding=k // 2, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.LeakyReLU(0.1, inplace=True),
-    )
+from trainer.model.layers import conv_bn
+from trainer.model.neck import FeaturePyramid
 
 
 class TinyBackbone(nn.Module):
@@ -179,8 +173,6 @@ class Detector(nn.Module):
 
     def __init__(self, cfg: TrainConfig, anchors_wh: Tensor, num_classes: int):
         super().__init__()
-        from trainer.model.neck import FeaturePyramid
-
         if cfg.model.backbone == "darknet19":
             self.backbone: nn.Module = Darknet19(cfg.model.reorg)
         else:

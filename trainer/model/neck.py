@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainer.model.detector import conv_bn
+from trainer.model.layers import conv_bn
 
 # Neck channels: tiny's 64 x model.width (its stride-8 map's own width), darknet19's 256 (YOLOv3's P3).
 NECK_WIDTH = {"TinyBackbone": 64, "Darknet19": 256}
