@@ -141,8 +141,9 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="also print the settings grids")
     parser.add_argument("--seeds", type=int, default=0, help="also fit autoanchor with seeds 0..N-1")
     args = parser.parse_args()
-    # As `anchor-opt fit` does (trainer.fit.dataset): with the process on 2 threads, each fit's switch
-    # to one (_one_thread) and back left the learned fit 2-3x slower on this 2-core machine.
+    # As `anchor-opt fit` does (trainer.fit.dataset): with the process on 2 threads, each fit's
+    # switch to one (trainer.torch_threads.one_thread) and back left the learned fit 2-3x slower on
+    # this 2-core machine.
     torch.set_num_threads(1)
 
     boxes = voc07_boxes()

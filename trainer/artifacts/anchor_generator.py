@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import contextmanager
 from numbers import Integral
 
 import torch
@@ -26,6 +25,7 @@ from torch import Tensor
 
 from trainer.model.anchors import anchor_fit
 from trainer.model.boxes import shape_iou
+from trainer.torch_threads import one_thread
 
 SEARCH_SAMPLE = 4096  # targets the search scores on (a fixed random sample); the report uses them all
 _COARSE = [2 ** (j / 24) for j in range(-24, 97)]  # octave_base_scale 0.5 .. 16, 24 steps an octave
@@ -145,7 +145,7 @@ def fit_anchor_generator(
         pick = torch.randperm(len(targets), generator=torch.Generator().manual_seed(0))[:SEARCH_SAMPLE]
         sample = targets[pick]
 
-    with _one_thread():
+    with one_thread():  # 12.6 s on 2 threads on VOC07 under load, 0.27 s on one
         spo, scale, ratios = _search(sample, wh, levels, per_location)
         shapes = generator_shapes(scale, spo, ratios, levels)
         generator, learned = anchor_fit(shapes, targets), anchor_fit(wh, targets)
@@ -181,19 +181,6 @@ def _search(sample: Tensor, wh: Tensor, levels: list[int], per_location: int) ->
 
     scale, ratios = _rounded(sample, -neg_spo, ratios, scale, levels)
     return -neg_spo, scale, ratios
-
-
-@contextmanager
-def _one_thread():
-    """torch on one intra-op thread, then the previous count (as trainer.fit.solver does, for the
-    same reason): these tensors are small, and on a busy 2-core machine torch's spinning worker
-    threads made this fit on VOC07's boxes take 12.6 s on 2 threads and 0.27 s on one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def anchor_generator_config(fit: dict) -> str:

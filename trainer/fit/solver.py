@@ -23,7 +23,6 @@ train+val+test at 416 px: see trainer.fit.learned and bench/fit_speed.py.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -36,6 +35,7 @@ from trainer.fit.shapes import Shapes
 from trainer.fit.strides import check_fraction, check_strides, default_strides, stride_floor
 from trainer.model.anchors import KMEANS_CENTROIDS, identical_init, kmeans_init, uniform_init
 from trainer.model.levels import anchor_levels
+from trainer.torch_threads import one_thread
 
 METHODS = ("kmeans", "learned", "autoanchor")
 INITS = ("identical", "uniform", "kmeans")
@@ -175,7 +175,7 @@ def fit_anchors(
     settings: dict = {"min_px": min_px, "seed": seed, "min_stride_fraction": fraction}
     done = {"boxes": boxes, "left_out": left_out, "started": started, "strides": strides}
     done["settings"] = settings
-    with _one_thread():
+    with one_thread():
         if method != "learned":
             if method == "kmeans":
                 settings["centroid"] = centroid
@@ -220,24 +220,6 @@ def fit_anchors(
             method, refined.anchors, "log-space+iou-refine", init=start, path=path, soft=soft,
             refine_steps=refined.steps, refine=report, converged=refined.settled, **done,
         )  # fmt: skip
-
-
-@contextmanager
-def _one_thread():
-    """Runs torch on one intra-op thread, then restores the previous count.
-
-    The tensors here are small ([A, N] with A ~ 5), so threads barely help, and when other processes
-    keep the cores busy, torch's spinning worker threads make every op wait: on the 2-core machine
-    with a training run beside it, VOC07's fit took 7.4 s on 2 threads and 0.32 s on one. The switch
-    itself costs: called from a process on 2 threads, the default learned fit on VOC07 took 0.15 s,
-    from one on 1 thread (as `anchor-opt fit` sets it) 0.06 s.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _result(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +15,6 @@ from trainer.artifacts.anchor_generator import (
     fit_anchor_generator,
     generator_shapes,
 )
-from trainer.data.records import concat_sets
-from trainer.data.sources import open_dataset
 from trainer.fit.solver import fit_anchors
 from trainer.model.anchors import anchor_fit
 from trainer.model.levels import split_by_area
@@ -126,13 +123,8 @@ def test_anchors_that_do_not_split_into_levels_are_refused():
         fit_anchor_generator(torch.ones(8, 2), STRIDES)
 
 
-def test_voc07_fit_beats_mmdetections_default_patterns(shared_data: Path):
-    root = shared_data / "voc"
-    if not (root / "pascal_train2007.json").is_file():
-        pytest.skip(f"VOC07 (COCO-format json) not found under {root}")
-    splits = ("train", "val", "test")
-    sets = [open_dataset(root / f"pascal_{s}2007.json", "coco", check_images=False) for s in splits]
-    boxes = torch.from_numpy(concat_sets(sets).boxes_wh(416))
+def test_voc07_fit_beats_mmdetections_default_patterns(voc07_boxes):
+    boxes = voc07_boxes
     learned = torch.cat(split_by_area(fit_anchors(boxes, 9, "kmeans").anchors, 3))
     defaults = {3: (8, 1, [0.5, 1.0, 2.0]), 9: (4, 3, [0.5, 1.0, 2.0])}  # Faster R-CNN's, RetinaNet's
     for per_location, default in defaults.items():

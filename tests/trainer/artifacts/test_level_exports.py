@@ -14,8 +14,6 @@ import yaml
 from trainer.artifacts.exports import anchor_exports, write_anchor_artifacts
 from trainer.contract.layout import ANCHORS_CFG_KEY, ANCHORS_JSON_KEY, ANCHORS_YAML_KEY
 from trainer.contract.writer import RunWriter
-from trainer.data.records import concat_sets
-from trainer.data.sources import open_dataset
 from trainer.fit.solver import fit_anchors
 from trainer.model.anchors import anchor_fit
 from trainer.model.levels import split_by_area
@@ -178,15 +176,10 @@ def test_level_artifacts_are_written_and_each_parses(tmp_path):
     _check_yolo_sections(cfg)
 
 
-def test_the_exports_page_shows_the_real_voc07_export(shared_data, tmp_path):
+def test_the_exports_page_shows_the_real_voc07_export(voc07_boxes, tmp_path):
     """docs/exports.md pastes the export of 9 k-means anchors on VOC07 at 416 px, strides 8/16/32:
     each block there must still be what the code writes (regenerate the page's blocks if not)."""
-    root = shared_data / "voc"
-    if not (root / "pascal_train2007.json").is_file():
-        pytest.skip(f"VOC07 (COCO-format json) not found under {root}")
-    splits = ("train", "val", "test")
-    sets = [open_dataset(root / f"pascal_{s}2007.json", "coco", check_images=False) for s in splits]
-    boxes = torch.from_numpy(concat_sets(sets).boxes_wh(416))
+    boxes = voc07_boxes
     anchors = torch.cat(split_by_area(fit_anchors(boxes, 9, "kmeans").anchors, 3))
     writer = RunWriter(tmp_path)
     write_anchor_artifacts(writer, anchors, STRIDES, 416, anchor_fit(anchors, boxes), boxes)
