@@ -188,8 +188,14 @@ def plot_anchors(
         ax.plot(truth[:, 0], truth[:, 1], "x", color="black", ms=7, mew=1.6, zorder=6)
         handles.append(Line2D([], [], ls="", marker="x", color="black", ms=7, mew=1.6, label="true shapes"))
     size = 9 if len(handles) <= 3 else 8 if len(handles) <= 5 else 7
+    crowded = len(handles) > 5  # levels add an entry each: packed from the top, clear of the note
     corner.legend(
-        handles=handles, loc="upper center" if len(handles) > 5 else "center", frameon=False, fontsize=size
+        handles=handles,
+        loc="upper center" if crowded else "center",
+        frameon=False,
+        fontsize=size,
+        labelspacing=0.25 if crowded else 0.5,
+        borderaxespad=0.0 if crowded else 0.5,
     )
     if note is None:
         (t, a), n = paths.shape[:2], len(boxes)

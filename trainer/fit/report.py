@@ -270,4 +270,6 @@ def draw(report: dict, boxes_wh, result: FitResult, name: str | None = None) -> 
         marker_sets={k: torch.tensor(v).numpy() for k, v in others.items()},
         path_labels=(start, result_name),
         note=f"{len(used):,} boxes\n{s['anchors']} anchors{steps}",
+        levels=result.anchor_levels or None,  # several levels: coloured by level, strides marked
+        strides=result.strides,
     )
