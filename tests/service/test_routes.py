@@ -462,11 +462,13 @@ def test_levels_are_accepted_checked_and_every_anchor_is_served_with_its_level(a
     snaps = a.get(f"/jobs/{trained_on_levels}/anchors").json()["snapshots"]
     for snap in snaps:
         assert snap["strides"] == [8, 16, 32] and snap["levels"] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+        assert snap["stride"] is None  # one int would be misread with several levels
         assert len(snap["anchors"]) == len(snap["anchors_cells"]) == 9
         for px, cells, level in zip(snap["anchors"], snap["anchors_cells"], snap["levels"], strict=True):
             assert cells == pytest.approx([v / [8, 16, 32][level] for v in px], abs=2e-3)
     result = a.get(f"/jobs/{trained_on_levels}/result").json()["result"]
     assert result["strides"] == [8, 16, 32] and result["levels"] == snaps[-1]["levels"]
+    assert result["stride"] is None
     plot = a.get(f"/jobs/{trained_on_levels}/anchors/plot.png")
     assert plot.status_code == 200 and plot.content.startswith(PNG)
     exported = json.loads(a.get(f"/jobs/{trained_on_levels}/artifacts/anchors_json").content)

@@ -84,7 +84,7 @@ class AnchorSnapshot(_Document):
     total_steps: int
     phase: str  # "warmup" (soft assignment and clustering on) or "main"
     image_size: int
-    stride: int  # one level's; with model.levels the coarsest (input sides are multiples of it)
+    stride: int | None  # one level's; None with model.levels (see `strides`)
     strides: list[int] | None = None  # each level's stride, finest first (None: written before levels)
     levels: list[int] | None = None  # each anchor's level index into `strides`
     anchors: list[list[float]]  # [L * A][w, h] pixels at the input size, level after level
@@ -122,7 +122,7 @@ class JobResult(_Document):
     epochs: int
     elapsed_s: float
     image_size: int
-    stride: int  # one level's; with model.levels the coarsest
+    stride: int | None  # one level's; None with model.levels (see `strides`)
     strides: list[int] | None = None  # each level's stride, finest first (None: written before levels)
     levels: list[int] | None = None  # each anchor's level index into `strides`
     anchors: ResultAnchors

@@ -35,10 +35,12 @@ def anchors_px(state: TrainState) -> Tensor:
 
 
 def level_fields(state: TrainState, num: int) -> dict:
-    """`stride` (one level's, or the coarsest level's: what input sides are multiples of), `strides`
-    (each level's, finest first) and `levels` (each anchor's level index, trainer.model.levels)."""
+    """`stride` (one level's; None with several, as in `anchor-opt fit`'s report: one int would be
+    misread), `strides` (each level's, finest first) and `levels` (each anchor's level index,
+    trainer.model.levels)."""
     strides = state.model.strides
-    return {"stride": state.model.stride, "strides": strides, "levels": anchor_levels(num, len(strides))}
+    one = strides[0] if len(strides) == 1 else None
+    return {"stride": one, "strides": strides, "levels": anchor_levels(num, len(strides))}
 
 
 def cells(wh: Tensor, state: TrainState) -> Tensor:
