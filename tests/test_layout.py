@@ -19,6 +19,7 @@ SERVICE_MAY_LOAD = {
     "trainer.config",
     "trainer.config_base",
     "trainer.config_data",
+    "trainer.config_model",
     "trainer.config_optim",
     "trainer.config_errors",  # the one-line messages of a bad setting, for the 422s, and warnings
     "trainer.config_files",  # reading job specs (the CLI client)

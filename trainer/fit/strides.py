@@ -15,10 +15,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from trainer.config import LEVEL_STRIDES  # the strides a fit may default to, finest first
 from trainer.model.levels import anchor_strides, by_area
 
-# The strides a fit may default to, finest first (those trainer.config allows for model.levels).
-LEVEL_STRIDES = (8, 16, 32, 64)
 _MAX_ROUNDS = 50  # clamping can reorder anchors by area; a few rounds settle it
 
 
